@@ -13,7 +13,7 @@ const SHOW_CHARS: usize = 80;
 /// Why a preset lookup, a param, a definition or a rendering was refused.
 ///
 /// Fields called `value` hold the *display form* of the offending input (escaped and
-/// truncated by [`show`]/[`show_json`]), never the raw input.
+/// truncated to about 80 characters), never the raw input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PresetError {
     /// The manifest names a preset the catalog does not have.

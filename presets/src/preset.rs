@@ -164,8 +164,8 @@ impl Preset {
     }
 }
 
-/// Canonical JSON: object keys sorted bytewise, no whitespace, serde_json's escaping and
-/// number formatting. Written by hand rather than relying on `serde_json::Map` being sorted,
+/// Canonical JSON: object keys sorted bytewise, no whitespace, serde_json's string escaping,
+/// integers in decimal and floats as Rust's `Display` prints them. Written by hand rather than relying on `serde_json::Map` being sorted,
 /// because another crate enabling serde_json's `preserve_order` would silently change it.
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
@@ -193,6 +193,14 @@ fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (None, Some(u), _) => out.push_str(&u.to_string()),
+            // Floats use Rust's `Display` (shortest round-trip digits, never an exponent)
+            // so the digest does not depend on serde_json's float formatter of the day.
+            (None, None, Some(x)) => out.push_str(&x.to_string()),
+            (None, None, None) => out.push_str(&n.to_string()),
+        },
         scalar => out.push_str(&scalar.to_string()),
     }
 }

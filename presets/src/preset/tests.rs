@@ -143,6 +143,9 @@ fn canonical_json_sorts_keys_and_has_no_whitespace() {
         &mut out,
     );
     assert_eq!(out, r#"{"a":null,"b":[1,{"a":"x y","z":1}]}"#);
+    let mut out = String::new();
+    write_canonical(&json!([1e-7, 2.5, -3, u64::MAX, "é\n"]), &mut out);
+    assert_eq!(out, "[0.0000001,2.5,-3,18446744073709551615,\"é\\n\"]");
 }
 
 #[test]
