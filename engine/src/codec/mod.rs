@@ -17,7 +17,9 @@ use std::fmt;
 
 pub mod baselines;
 pub mod batch;
+pub mod bitio;
 pub mod bits;
+pub mod data;
 mod error;
 pub mod hadamard;
 pub mod lattice;
@@ -26,7 +28,10 @@ mod pipeline;
 pub mod tensor;
 
 
+pub use batch::{PackedRows, Quantizer, decode_rows, encode_rows, roundtrip_rows};
 pub use bits::bits;
+pub use hadamard::Rotation;
+pub use pack::Packer;
 pub use error::CodecError;
 pub use pipeline::{Codec, EPS, Side};
 

@@ -1,1 +1,498 @@
-//! placeholder
+//! Packed storage: one vector ↔ bytes that decode to exactly its round trip.
+//!
+//! Layout of one packed vector (an LSB-first bit stream, see [`super::bitio`]):
+//! 1. 16 bits: ‖x‖ as IEEE half (`r16`), 16 bits: qmax as IEEE half (`qmax16`);
+//! 2. D/bd block codes of `b = ⌈b_real(Q)⌉` bits each — exactly the accounted bits;
+//! 3. for each block whose code is the escape code, in block order: bd coordinates stored as
+//!    `2z + 2Q` in `e = bit_length(4Q)` bits each;
+//! 4. zero padding to the next byte.
+//!
+//! Block codes enumerate the points a block can take *after the clamp to [−Q, Q]*, in classes
+//! laid out back to back from code 0 ([`Layout`]): integer points with even sum (the D_n
+//! points), half-integer points (the E8 coset D8 + ½·𝟙), half-integer points with clamped
+//! coordinates (E8 returns ±(Q+½) whenever the largest rotated value lands just above Q, and
+//! the clamp turns that coordinate into ±Q), integer points with odd sum (a parity flip to
+//! ±(Q+1) that the clamp pulled back), and one escape code. A class is included only if it
+//! fits in the 2^b codes together with the escape code, so escapes are the only place where
+//! a vector spends more than the accounted bits; `docs/CODEC.md` says which Q need them and
+//! how often they happen.
+
+use half::f16;
+
+use super::bitio::{BitReader, BitWriter};
+use super::bits::block_bits;
+use super::{Codec, CodecError, Side, Variant};
+
+/// Largest Q packed storage supports: one block code must fit in 128 bits.
+pub const MAX_PACK_Q: u32 = 32767;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Integer coordinates, even sum (D_n points, in range).
+    IntEven,
+    /// Integer coordinates, odd sum (only from a clamped parity flip).
+    IntOdd,
+    /// Half-integer coset, coordinates ±(Q+½) allowed and stored clamped.
+    HalfFull,
+    /// Half-integer coset strictly inside (−Q, Q).
+    HalfIn,
+    /// Half-integer coset with exactly one clamped coordinate.
+    HalfOne,
+}
+
+/// Which classes occupy which code ranges for one (variant, Q).
+#[derive(Debug, Clone)]
+struct Layout {
+    classes: Vec<(Class, u128, u128)>,
+    escape: u128,
+}
+
+impl Layout {
+    fn new(variant: Variant, q: u32, b: u32) -> Layout {
+        let cap_m1 = if b >= 128 { u128::MAX } else { (1u128 << b) - 1 };
+        let q128 = u128::from(q);
+        let m = 2 * q128 + 1;
+        let mut classes = Vec::new();
+        let mut used = 0u128;
+        let mut add = |classes: &mut Vec<(Class, u128, u128)>, class, count: Option<u128>| {
+            match count.and_then(|c| used.checked_add(c).map(|t| (c, t))) {
+                Some((c, t)) if t <= cap_m1 => {
+                    classes.push((class, used, c));
+                    used = t;
+                    true
+                }
+                _ => false,
+            }
+        };
+        let pow = |base: u128, e: u32| base.checked_pow(e);
+        match variant {
+            Variant::D4 => {
+                let m4 = pow(m, 4);
+                add(&mut classes, Class::IntEven, m4.map(|p| p.div_ceil(2)));
+                add(&mut classes, Class::IntOdd, m4.map(|p| p / 2));
+            }
+            Variant::E8 => {
+                let m8 = pow(m, 8);
+                add(&mut classes, Class::IntEven, m8.map(|p| p.div_ceil(2)));
+                let full = pow(2 * q128 + 2, 8).map(|p| p / 2);
+                if !add(&mut classes, Class::HalfFull, full) {
+                    add(&mut classes, Class::HalfIn, pow(2 * q128, 8).map(|p| p / 2));
+                    let one = pow(2 * q128, 6).and_then(|p| p.checked_mul(16 * q128));
+                    add(&mut classes, Class::HalfOne, one);
+                }
+                add(&mut classes, Class::IntOdd, m8.map(|p| p / 2));
+            }
+        }
+        Layout {
+            classes,
+            escape: used,
+        }
+    }
+
+    fn has(&self, class: Class) -> Option<u128> {
+        self.classes.iter().find(|c| c.0 == class).map(|c| c.1)
+    }
+}
+
+#[inline(always)]
+fn divmod(n: u128, d: u64) -> (u128, u64) {
+    if let Ok(small) = u64::try_from(n) {
+        (u128::from(small / d), small % d)
+    } else {
+        (n / u128::from(d), (n % u128::from(d)) as u64)
+    }
+}
+
+/// Mixed-radix rank of integer digits `z_i + Q` (digit 0 least significant).
+#[inline(always)]
+fn int_rank(z: &[i64], q: i64) -> u128 {
+    let m = (2 * q + 1) as u128;
+    z.iter().rev().fold(0u128, |n, &v| n * m + (v + q) as u128)
+}
+
+/// Rank of half-coset offsets `w` (digits `w_i + o` in radix `r`, r even) whose sum must have
+/// parity `target`: the last digit's parity is implied, so only its upper bits are stored.
+#[inline(always)]
+fn half_rank(w: &[i64], o: i64, r: u64) -> u128 {
+    let (last, rest) = w.split_last().unwrap_or((&0, &[]));
+    let top = ((last + o) >> 1) as u128;
+    rest.iter().rev().fold(top, |n, &v| n * u128::from(r) + (v + o) as u128)
+}
+
+#[inline(always)]
+fn half_unrank(mut n: u128, w: &mut [i64], o: i64, r: u64, target: i64) {
+    let len = w.len();
+    let mut sum = 0i64;
+    for v in w.iter_mut().take(len - 1) {
+        let (q, d) = divmod(n, r);
+        n = q;
+        *v = d as i64 - o;
+        sum += *v;
+    }
+    let p = (target - sum + o).rem_euclid(2);
+    w[len - 1] = 2 * (n as i64) + p - o;
+}
+
+/// Encoder/decoder of packed vectors for one codec.
+#[derive(Debug, Clone)]
+pub struct Packer {
+    codec: Codec,
+    b: u32,
+    escape_bits: u32,
+    layout: Layout,
+}
+
+/// What encoding one vector produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackStats {
+    /// Blocks stored through the escape code.
+    pub escapes: u32,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+impl Packer {
+    pub fn new(codec: Codec) -> Result<Packer, CodecError> {
+        let q = codec.q();
+        if q > MAX_PACK_Q {
+            return Err(CodecError::PackUnsupported {
+                variant: codec.variant(),
+                q,
+                max: MAX_PACK_Q,
+            });
+        }
+        let b = block_bits(codec.variant(), q);
+        let layout = Layout::new(codec.variant(), q, b);
+        Ok(Packer {
+            b,
+            escape_bits: 32 - (4 * q).leading_zeros(),
+            layout,
+            codec,
+        })
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// Bits per block code (the accounted ⌈b_real⌉).
+    pub fn block_code_bits(&self) -> u32 {
+        self.b
+    }
+
+    /// Extra bits one escaped block costs.
+    pub fn escape_block_bits(&self) -> u32 {
+        self.escape_bits * self.codec.variant().block() as u32
+    }
+
+    /// Bytes of a vector without escapes: the accounted bits rounded up to a byte.
+    pub fn base_bytes(&self) -> usize {
+        (self.codec.bits() as usize).div_ceil(8)
+    }
+
+    /// Names of the code classes in layout order (for reports and docs).
+    pub fn class_names(&self) -> Vec<&'static str> {
+        self.layout
+            .classes
+            .iter()
+            .map(|c| match c.0 {
+                Class::IntEven => "int_even",
+                Class::IntOdd => "int_odd_clamped",
+                Class::HalfFull => "half_with_clamps",
+                Class::HalfIn => "half_in_range",
+                Class::HalfOne => "half_one_clamp",
+            })
+            .collect()
+    }
+
+    /// Block code for doubled coordinates `t = 2z`, or None for the escape code.
+    fn block_code(&self, t: &[i32]) -> Option<u128> {
+        let q = i64::from(self.codec.q());
+        let n = t.len();
+        let mut w = [0i64; 8];
+        if t.iter().all(|v| v % 2 == 0) {
+            for (wi, &ti) in w.iter_mut().zip(t) {
+                *wi = i64::from(ti / 2);
+            }
+            let rank = int_rank(&w[..n], q);
+            let class = if rank % 2 == 0 { Class::IntEven } else { Class::IntOdd };
+            return self.layout.has(class).map(|off| off + rank / 2);
+        }
+        let mut clamped = 0usize;
+        let mut at = 0usize;
+        let mut parity = 0i64;
+        for (i, (&ti, wi)) in t.iter().zip(w.iter_mut()).enumerate() {
+            *wi = match i64::from(ti) {
+                v if v % 2 != 0 => (v - 1) >> 1,
+                v if v == 2 * q => q,
+                v if v == -2 * q => -q - 1,
+                _ => return None,
+            };
+            if ti % 2 == 0 {
+                clamped += 1;
+                at = i;
+            }
+            parity += *wi;
+        }
+        if parity.rem_euclid(2) != 0 {
+            return None;
+        }
+        let r = 2 * q as u64;
+        if let Some(off) = self.layout.has(Class::HalfFull) {
+            return Some(off + half_rank(&w[..n], q + 1, r + 2));
+        }
+        match clamped {
+            0 => self.layout.has(Class::HalfIn).map(|off| off + half_rank(&w[..n], q, r)),
+            1 => {
+                let off = self.layout.has(Class::HalfOne)?;
+                let sign = u128::from(w[at] != q);
+                let mut rest = [0i64; 7];
+                let mut k = 0;
+                for (i, &v) in w.iter().enumerate().take(n) {
+                    if i != at {
+                        rest[k] = v;
+                        k += 1;
+                    }
+                }
+                let per = u128::from(r).pow(6) * (q as u128);
+                Some(off + (at as u128 * 2 + sign) * per + half_rank(&rest, q, r))
+            }
+            _ => None,
+        }
+    }
+
+    /// Doubled coordinates for a block code; Ok(false) for the escape code.
+    fn block_point(&self, code: u128, t: &mut [i32]) -> Result<bool, CodecError> {
+        if code == self.layout.escape {
+            return Ok(false);
+        }
+        let &(class, off, _) = self
+            .layout
+            .classes
+            .iter()
+            .find(|c| code >= c.1 && code - c.1 < c.2)
+            .ok_or_else(|| CodecError::Malformed {
+                reason: format!("block code {code} is past the escape code"),
+            })?;
+        let rank = code - off;
+        let q = i64::from(self.codec.q());
+        let r = 2 * q as u64;
+        let n = t.len();
+        let mut w = [0i64; 8];
+        match class {
+            Class::IntEven | Class::IntOdd => {
+                let mut v = rank * 2 + u128::from(class == Class::IntOdd);
+                for ti in t.iter_mut() {
+                    let (rest, d) = divmod(v, r + 1);
+                    v = rest;
+                    *ti = 2 * (d as i32 - q as i32);
+                }
+            }
+            Class::HalfFull => {
+                half_unrank(rank, &mut w[..n], q + 1, r + 2, 0);
+                for (ti, &wi) in t.iter_mut().zip(&w) {
+                    *ti = if wi == q {
+                        2 * q as i32
+                    } else if wi == -q - 1 {
+                        -2 * q as i32
+                    } else {
+                        (2 * wi + 1) as i32
+                    };
+                }
+            }
+            Class::HalfIn => {
+                half_unrank(rank, &mut w[..n], q, r, 0);
+                for (ti, &wi) in t.iter_mut().zip(&w) {
+                    *ti = (2 * wi + 1) as i32;
+                }
+            }
+            Class::HalfOne => {
+                let per = u128::from(r).pow(6) * (q as u128);
+                let (sel, low) = (rank / per, rank % per);
+                let at = (sel / 2) as usize;
+                let wp = if sel % 2 == 0 { q } else { -q - 1 };
+                let mut rest = [0i64; 7];
+                half_unrank(low, &mut rest, q, r, wp.rem_euclid(2));
+                let mut k = 0;
+                for (i, ti) in t.iter_mut().enumerate() {
+                    if i == at {
+                        *ti = if wp == q { 2 * q as i32 } else { -2 * q as i32 };
+                    } else {
+                        *ti = (2 * rest[k] + 1) as i32;
+                        k += 1;
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Pack the lattice point `z` and side scalars, appending to `out`.
+    pub fn pack_point(&self, side: Side, z: &[f32], out: &mut Vec<u8>) -> PackStats {
+        let start = out.len();
+        let bd = self.codec.variant().block();
+        let q2 = 2 * self.codec.q() as i32;
+        let mut escaped: Vec<[i32; 8]> = Vec::new();
+        let mut w = BitWriter::new(out);
+        w.put(u64::from(side.norm.to_bits()), 16);
+        w.put(u64::from(side.qmax.to_bits()), 16);
+        for block in z.chunks_exact(bd) {
+            let mut t = [0i32; 8];
+            for (ti, &v) in t.iter_mut().zip(block) {
+                *ti = (2.0 * v) as i32;
+            }
+            match self.block_code(&t[..bd]) {
+                Some(code) => w.put_wide(code, self.b),
+                None => {
+                    w.put_wide(self.layout.escape, self.b);
+                    escaped.push(t);
+                }
+            }
+        }
+        for t in &escaped {
+            for &ti in &t[..bd] {
+                w.put((ti + q2) as u64, self.escape_bits);
+            }
+        }
+        w.finish();
+        PackStats {
+            escapes: escaped.len() as u32,
+            bytes: out.len() - start,
+        }
+    }
+
+    /// Encode one row (length D), appending its packed bytes to `out`.
+    pub fn encode(&self, x: &[f32], out: &mut Vec<u8>) -> Result<PackStats, CodecError> {
+        let mut z = vec![0.0f32; self.codec.dim()];
+        let side = self.codec.quantize_row(x, &mut z)?;
+        Ok(self.pack_point(side, &z, out))
+    }
+
+    /// Read one packed vector from the front of `bytes` into its lattice point `z` (length D)
+    /// and side scalars; returns them with the number of bytes consumed.
+    pub fn unpack_point(&self, bytes: &[u8], z: &mut [f32]) -> Result<(Side, usize), CodecError> {
+        let short = || CodecError::Malformed {
+            reason: "packed vector is truncated".into(),
+        };
+        let bd = self.codec.variant().block();
+        if z.len() != self.codec.dim() {
+            return Err(CodecError::RowLength {
+                len: z.len(),
+                dim: self.codec.dim(),
+            });
+        }
+        let mut r = BitReader::new(bytes);
+        let norm = f16::from_bits(r.get(16).ok_or_else(short)? as u16);
+        let qmax = f16::from_bits(r.get(16).ok_or_else(short)? as u16);
+        let mut escaped = Vec::new();
+        let mut t = [0i32; 8];
+        for (i, block) in z.chunks_exact_mut(bd).enumerate() {
+            let code = r.get_wide(self.b).ok_or_else(short)?;
+            if self.block_point(code, &mut t[..bd])? {
+                for (v, &ti) in block.iter_mut().zip(&t) {
+                    *v = ti as f32 * 0.5;
+                }
+            } else {
+                escaped.push(i);
+            }
+        }
+        let q2 = 2 * i64::from(self.codec.q());
+        for i in escaped {
+            for v in &mut z[i * bd..(i + 1) * bd] {
+                let raw = r.get(self.escape_bits).ok_or_else(short)? as i64;
+                if raw > 2 * q2 {
+                    return Err(CodecError::Malformed {
+                        reason: format!("escaped coordinate {raw} is outside 0..={}", 2 * q2),
+                    });
+                }
+                *v = (raw - q2) as f32 * 0.5;
+            }
+        }
+        Ok((Side { norm, qmax }, r.position().div_ceil(8)))
+    }
+
+    /// Decode one packed vector from the front of `bytes` into `out` (length D); returns the
+    /// number of bytes consumed.
+    pub fn decode(&self, bytes: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
+        let (side, used) = self.unpack_point(bytes, out)?;
+        self.codec.dequantize_row(side, out)?;
+        Ok(used)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> f32 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn packed_decode_equals_roundtrip() {
+        let mut s = 7u64;
+        for variant in [Variant::E8, Variant::D4] {
+            for q in [1i64, 2, 3, 4, 5, 10, 19, 38, 152, 1000] {
+                for dim in [8usize, 64, 128] {
+                    let codec = Codec::new(variant, dim, q).unwrap();
+                    let packer = Packer::new(codec.clone()).unwrap();
+                    for row in 0..40 {
+                        let x: Vec<f32> = (0..dim)
+                            .map(|i| {
+                                let v = lcg(&mut s);
+                                if row % 5 == 0 && i == 3 { 50.0 } else { v }
+                            })
+                            .collect();
+                        let want = codec.roundtrip_row(&x).unwrap();
+                        let mut buf = Vec::new();
+                        let st = packer.encode(&x, &mut buf).unwrap();
+                        assert_eq!(st.bytes, buf.len());
+                        let mut got = vec![0.0; dim];
+                        let used = packer.decode(&buf, &mut got).unwrap();
+                        assert_eq!(used, buf.len());
+                        assert_eq!(got, want, "{variant} D={dim} Q={q}");
+                        if st.escapes == 0 {
+                            assert_eq!(buf.len(), packer.base_bytes());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_block_point_roundtrips() {
+        // Exhaustive over small Q: every clamped point shape encodes and decodes.
+        for q in [1u32, 2, 3] {
+            let codec = Codec::new(Variant::E8, 8, i64::from(q)).unwrap();
+            let p = Packer::new(codec).unwrap();
+            let q2 = 2 * q as i32;
+            let vals: Vec<i32> = (-q2..=q2).collect();
+            let mut t = [0i32; 8];
+            let total = vals.len().pow(8);
+            for idx in (0..total).step_by(7) {
+                let mut k = idx;
+                for ti in t.iter_mut() {
+                    *ti = vals[k % vals.len()];
+                    k /= vals.len();
+                }
+                if let Some(code) = p.block_code(&t) {
+                    let mut back = [0i32; 8];
+                    assert!(p.block_point(code, &mut back).unwrap());
+                    assert_eq!(back, t, "Q={q} code={code}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_do_not_panic() {
+        let codec = Codec::new(Variant::E8, 64, 4).unwrap();
+        let p = Packer::new(codec).unwrap();
+        let mut out = vec![0.0; 64];
+        assert!(p.decode(&[], &mut out).is_err());
+        assert!(p.decode(&[0xff; 3], &mut out).is_err());
+        let _ = p.decode(&[0xff; 200], &mut out);
+    }
+}

@@ -204,6 +204,68 @@ impl Codec {
         self.roundtrip_rows_body(x, out)
     }
 
+    #[inline(always)]
+    fn quantize_rows_body(&self, x: &[f32], z: &mut [f32], sides: &mut [Side]) {
+        let mut scratch = vec![0.0f32; self.dim];
+        let rows = x.chunks_exact(self.dim).zip(z.chunks_exact_mut(self.dim));
+        for ((xr, zr), side) in rows.zip(sides.iter_mut()) {
+            *side = self.encode_into(xr, zr, &mut scratch);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn quantize_rows_avx2(&self, x: &[f32], z: &mut [f32], sides: &mut [Side]) {
+        self.quantize_rows_body(x, z, sides)
+    }
+
+    /// Encode whole rows serially into lattice points `z` (same length as `x`) and one side
+    /// pair per row (`sides.len()` = rows).
+    pub fn quantize_rows(&self, x: &[f32], z: &mut [f32], sides: &mut [Side]) -> Result<(), CodecError> {
+        let rows = self.check_rows(x.len())?;
+        if z.len() != x.len() || sides.len() != rows {
+            return Err(CodecError::RowLength { len: z.len(), dim: x.len() });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            unsafe { self.quantize_rows_avx2(x, z, sides) };
+            return Ok(());
+        }
+        self.quantize_rows_body(x, z, sides);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn dequantize_rows_body(&self, sides: &[Side], z: &mut [f32]) {
+        let mut scratch = vec![0.0f32; self.dim];
+        for (zr, side) in z.chunks_exact_mut(self.dim).zip(sides) {
+            self.decode_in_place(*side, zr, &mut scratch);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn dequantize_rows_avx2(&self, sides: &[Side], z: &mut [f32]) {
+        self.dequantize_rows_body(sides, z)
+    }
+
+    /// Rebuild whole rows in place from lattice points and their side pairs.
+    pub fn dequantize_rows(&self, sides: &[Side], z: &mut [f32]) -> Result<(), CodecError> {
+        let rows = self.check_rows(z.len())?;
+        if sides.len() != rows {
+            return Err(CodecError::RowLength { len: sides.len(), dim: rows });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            unsafe { self.dequantize_rows_avx2(sides, z) };
+            return Ok(());
+        }
+        self.dequantize_rows_body(sides, z);
+        Ok(())
+    }
+
     /// Round-trip whole rows serially (`x` and `out` of equal length, a multiple of D).
     /// Uses AVX2 code generation when the CPU has it; the arithmetic is identical either way
     /// (no fused multiply-add is ever formed).
