@@ -1,0 +1,116 @@
+//! `kakeya codec ...` subcommands: bit counts, round trips of files, evaluations and
+//! benchmarks of the lattice codec next to its baselines.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use kakeya_engine::codec::{self, Codec, Rotation, Variant};
+
+mod bench;
+mod eval;
+mod io;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Print the accounted bits per vector, (D/bd)·⌈b_real(Q)⌉ + 32.
+    Bits(BitsArgs),
+    /// Round-trip rows from a JSON or .f32 file and write the reconstruction.
+    Roundtrip(RoundtripArgs),
+    /// Evaluate every arm on seeded data and write a `codec_eval` report.
+    Eval(eval::Args),
+    /// Measure throughput per arm at 1 and all threads and write a `codec_bench` report.
+    Bench(bench::Args),
+}
+
+#[derive(clap::Args)]
+pub struct BitsArgs {
+    /// Lattice variant: e8 (v1.5) or d4 (v1.4).
+    #[arg(long)]
+    variant: Variant,
+    /// Vector dimension D (a power of two, a multiple of the block size).
+    #[arg(long)]
+    dim: usize,
+    /// q_range Q (≥ 1).
+    #[arg(long, allow_negative_numbers = true)]
+    q: i64,
+    /// Print a JSON object instead of the bare number.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RoundtripArgs {
+    /// Lattice variant: e8 or d4.
+    #[arg(long)]
+    variant: Variant,
+    /// q_range Q (≥ 1).
+    #[arg(long, allow_negative_numbers = true)]
+    q: i64,
+    /// Input rows: a JSON array of arrays of numbers, or raw little-endian float32 (`.f32`).
+    #[arg(long = "in")]
+    input: PathBuf,
+    /// Output rows, in the format its extension names (`.f32` raw, anything else JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Row length D; required for `.f32` input, checked against JSON rows when given.
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Rotation kernel: `reference` (bit-exact with the float32 reference) or `fast` (FWHT).
+    #[arg(long, default_value = "reference", value_parser = parse_rotation)]
+    rotation: Rotation,
+}
+
+pub(crate) fn parse_rotation(s: &str) -> Result<Rotation, String> {
+    match s {
+        "reference" => Ok(Rotation::Reference),
+        "fast" => Ok(Rotation::Fast),
+        other => Err(format!("unknown rotation `{other}` (expected reference or fast)")),
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Bits(a) => bits(a),
+        Command::Roundtrip(a) => roundtrip(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+fn bits(a: BitsArgs) -> anyhow::Result<()> {
+    let bits = codec::bits(a.variant, a.dim, a.q)?;
+    if a.json {
+        let real = codec::bits::block_bits_real(a.variant, a.q as u32);
+        println!(
+            "{}",
+            serde_json::json!({
+                "variant": a.variant, "dim": a.dim, "q": a.q, "bits": bits,
+                "block_bits": codec::bits::block_bits(a.variant, a.q as u32),
+                "block_bits_real": real,
+                "bits_per_value": bits as f64 / a.dim as f64,
+                "compression_vs_bf16": 16.0 * a.dim as f64 / bits as f64,
+            })
+        );
+    } else {
+        println!("{bits}");
+    }
+    Ok(())
+}
+
+fn roundtrip(a: RoundtripArgs) -> anyhow::Result<()> {
+    // Validate Q before touching the input so a bad Q is reported as such.
+    if a.q < 1 {
+        bail!("q_range Q={} must be at least 1", a.q);
+    }
+    let rows = io::read_rows(&a.input, a.dim)?;
+    let codec = Codec::new(a.variant, rows.dim, a.q)?.with_rotation(a.rotation);
+    let out = codec::roundtrip_rows(&codec, &rows.values)?;
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "row {} reconstructs to a non-finite value: its norm exceeds the fp16 range (65504) \
+             of the codec's side scalar",
+            i / rows.dim
+        );
+    }
+    io::write_rows(&a.out, &out, rows.dim).with_context(|| format!("writing {}", a.out.display()))
+}

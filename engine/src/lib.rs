@@ -1,0 +1,12 @@
+//! The Kakeya engine: the E8/D4 nested-lattice KV-cache codec, causal LMs with an explicit
+//! truncatable KV cache, lossless speculative decoding, and the evaluations that measure
+//! them. Every command writes a JSON report in the evidence gate's envelope
+//! (`kind`, `schema_version`, `provenance`), stating what it measured and on which device.
+
+pub mod codec;
+pub mod device;
+pub mod probe;
+pub mod report;
+
+/// Engine version stamped into every report.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,192 @@
+//! The runner's YAML configuration. Relative paths are resolved against the config file's
+//! folder, so a config and its keys can move together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// `macbridge-runner` configuration (see docs/OPS.md for every key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The bus: any git remote URL or path.
+    pub remote: String,
+    /// This runner's name, recorded in leases and results.
+    pub runner_id: String,
+    /// The runner's private key (OpenSSH ed25519) that signs leases and results.
+    pub key: PathBuf,
+    /// Who may sign requests (git's allowed_signers format).
+    pub allowed_signers: PathBuf,
+    /// Which presets each principal may request; absent = every principal, engine presets only.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// Jobs, the git cache and logs live here.
+    pub work_dir: PathBuf,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Values for `${ENV:NAME}` placeholders in preset argv (model directories, ...).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Seconds between polls of the remote (may be fractional).
+    #[serde(default = "default_poll")]
+    pub poll_seconds: f64,
+    /// The `kakeya` binary; default: next to this runner's binary, else on PATH.
+    #[serde(default)]
+    pub engine: Option<PathBuf>,
+    /// How long a claim stays valid without renewal.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: f64,
+    /// How often a running job renews its lease (and checks for cancel).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_seconds: f64,
+    /// How many runners may try a request whose lease expired before it is failed.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// How long finished job folders (and bus refs) are kept.
+    #[serde(default = "default_retention")]
+    pub retention_seconds: f64,
+    /// Bytes of each of stdout and stderr published with a result.
+    #[serde(default = "default_log_cap")]
+    pub log_cap_bytes: u64,
+    /// Seconds between SIGINT, SIGTERM and SIGKILL when stopping a job.
+    #[serde(default = "default_grace")]
+    pub kill_grace_seconds: f64,
+    /// PATH given to jobs (their environment is otherwise scrubbed).
+    #[serde(default)]
+    pub job_path: Option<String>,
+    /// Extra environment variables given to every job.
+    #[serde(default)]
+    pub job_env: BTreeMap<String, String>,
+}
+
+fn default_poll() -> f64 {
+    5.0
+}
+fn default_lease() -> f64 {
+    120.0
+}
+fn default_heartbeat() -> f64 {
+    30.0
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_retention() -> f64 {
+    7.0 * 24.0 * 3600.0
+}
+fn default_log_cap() -> u64 {
+    256 * 1024
+}
+fn default_grace() -> f64 {
+    5.0
+}
+
+impl Config {
+    /// Load and check a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading runner config {}", path.display()))?;
+        let mut config: Config = serde_saphyr::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("parsing runner config {}", path.display()))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let base = std::fs::canonicalize(parent.unwrap_or(Path::new(".")))
+            .with_context(|| format!("resolving the folder of {}", path.display()))?;
+        let base = base.as_path();
+        for p in [
+            &mut config.key,
+            &mut config.allowed_signers,
+            &mut config.work_dir,
+        ] {
+            *p = absolutize(base, p);
+        }
+        if let Some(p) = config.policy.as_mut() {
+            *p = absolutize(base, p);
+        }
+        if let Some(p) = config.engine.as_mut() {
+            *p = absolutize(base, p);
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.runner_id.is_empty()
+            || self.runner_id.len() > 64
+            || !self
+                .runner_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            bail!("runner_id must be 1-64 characters of [A-Za-z0-9._-]");
+        }
+        for label in &self.labels {
+            if !macbridge_bus::manifest::is_label(label) {
+                bail!("label {label:?} is not valid (lowercase letters, digits, ._:=<>-)");
+            }
+        }
+        let positive = [
+            ("poll_seconds", self.poll_seconds),
+            ("lease_seconds", self.lease_seconds),
+            ("heartbeat_seconds", self.heartbeat_seconds),
+            ("kill_grace_seconds", self.kill_grace_seconds),
+        ];
+        for (name, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("{name} must be a positive number of seconds");
+            }
+        }
+        if self.heartbeat_seconds >= self.lease_seconds {
+            bail!(
+                "heartbeat_seconds ({}) must be shorter than lease_seconds ({}), or leases expire between renewals",
+                self.heartbeat_seconds,
+                self.lease_seconds
+            );
+        }
+        if self.max_attempts == 0 {
+            bail!("max_attempts must be at least 1");
+        }
+        for name in self.env.keys() {
+            let ok = name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !ok {
+                bail!("env key {name:?} must match [A-Z][A-Z0-9_]*");
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine binary to run.
+    pub fn engine_path(&self) -> PathBuf {
+        if let Some(p) = &self.engine {
+            return p.clone();
+        }
+        let sibling = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("kakeya")));
+        match sibling {
+            Some(p) if p.is_file() => p,
+            _ => PathBuf::from("kakeya"),
+        }
+    }
+
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.work_dir.join("jobs")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.work_dir.join("cache.git")
+    }
+}
+
+fn absolutize(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

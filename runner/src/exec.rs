@@ -1,0 +1,198 @@
+//! Running one job: argv only (never a shell), a scrubbed environment, its own process group,
+//! output to files, and a stop ladder (SIGINT, SIGTERM, SIGKILL) for timeouts, cancels and
+//! lost leases. When the job's main process ends, whatever it left in its group is killed,
+//! so no orphan outlives its job.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to run a job.
+pub struct JobSpec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub grace: Duration,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// How often `tick` is called while the job runs.
+    pub tick_every: Duration,
+    /// A job whose stdout or stderr file grows past this is stopped (protects the disk).
+    pub max_output_bytes: u64,
+}
+
+/// What the runner wants after a heartbeat.
+pub enum Tick {
+    Continue,
+    /// The requester cancelled: stop the job, publish a cancelled result.
+    Cancel,
+    /// The lease was lost: stop the job, publish nothing.
+    Abandon,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(i32),
+    Signalled(i32),
+    TimedOut,
+    Cancelled,
+    Abandoned,
+    OutputLimit,
+}
+
+pub struct Outcome {
+    pub ending: Ending,
+    /// Exit code or signal of the main process, whatever ended it.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub run_time: Duration,
+}
+
+/// Start the job and wait for it, calling `tick` every `tick_every`.
+pub fn run(spec: &JobSpec, mut tick: impl FnMut() -> Tick) -> std::io::Result<Outcome> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty argv"))?;
+    let stdout = File::create(&spec.stdout_path)?;
+    let stderr = File::create(&spec.stderr_path)?;
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()?;
+    let pgid = child.id() as i32;
+    let mut next_tick = started + spec.tick_every;
+    let mut stop: Option<(Ending, Instant, u8)> = None;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let now = Instant::now();
+        if stop.is_none() {
+            if now.duration_since(started) >= spec.timeout {
+                stop = Some((Ending::TimedOut, now, 0));
+                signal_group(pgid, libc::SIGINT);
+            } else if output_too_large(spec) {
+                stop = Some((Ending::OutputLimit, now, 0));
+                signal_group(pgid, libc::SIGINT);
+            } else if now >= next_tick {
+                next_tick = now + spec.tick_every;
+                match tick() {
+                    Tick::Continue => {}
+                    Tick::Cancel => {
+                        stop = Some((Ending::Cancelled, now, 0));
+                        signal_group(pgid, libc::SIGINT);
+                    }
+                    Tick::Abandon => {
+                        stop = Some((Ending::Abandoned, now, 0));
+                        signal_group(pgid, libc::SIGINT);
+                    }
+                }
+            }
+        } else if let Some((ending, since, step)) = stop
+            && now.duration_since(since) >= spec.grace
+        {
+            // Climb the ladder: SIGINT was sent; then SIGTERM; then SIGKILL.
+            let (signal, next_step) = if step == 0 {
+                (libc::SIGTERM, 1)
+            } else {
+                (libc::SIGKILL, 2)
+            };
+            signal_group(pgid, signal);
+            stop = Some((ending, now, next_step));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Anything the job left behind in its group goes with it.
+    signal_group(pgid, libc::SIGKILL);
+    let run_time = started.elapsed();
+    let exit_code = status.code();
+    let signal = status.signal();
+    let ending = match stop {
+        Some((ending, _, _)) => ending,
+        None => match (exit_code, signal) {
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(sig)) => Ending::Signalled(sig),
+            (None, None) => Ending::Exited(-1),
+        },
+    };
+    Ok(Outcome {
+        ending,
+        exit_code,
+        signal,
+        run_time,
+    })
+}
+
+fn output_too_large(spec: &JobSpec) -> bool {
+    [&spec.stdout_path, &spec.stderr_path].iter().any(|p| {
+        std::fs::metadata(p)
+            .map(|m| m.len() > spec.max_output_bytes)
+            .unwrap_or(false)
+    })
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which is fine.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// The last `max` bytes of a log file, as text (for heartbeats).
+pub fn tail(path: &Path, max: u64) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max);
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = file.take(max).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A log capped at `cap` bytes: the head and the tail, with a marker saying how much of the
+/// middle was left out. Returns the bytes and whether anything was dropped.
+pub fn capped(path: &Path, cap: u64) -> (Vec<u8>, bool) {
+    let Ok(mut file) = File::open(path) else {
+        return (Vec::new(), false);
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len <= cap {
+        let mut buf = Vec::new();
+        let _ = file.read_to_end(&mut buf);
+        return (buf, false);
+    }
+    let half = cap / 2;
+    let mut head = Vec::new();
+    let _ = (&mut file).take(half).read_to_end(&mut head);
+    let mut tail_bytes = Vec::new();
+    if file.seek(SeekFrom::Start(len - half)).is_ok() {
+        let _ = file.take(half).read_to_end(&mut tail_bytes);
+    }
+    let mut out = head;
+    out.extend_from_slice(
+        format!(
+            "\n[macbridge: {} bytes omitted; log is {len} bytes, capped at {cap}]\n",
+            len - 2 * half
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&tail_bytes);
+    (out, true)
+}

@@ -1,0 +1,282 @@
+//! One runner: scan the bus, decide per request (refuse, skip, claim), run, gate, publish.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use macbridge_bus::git::Bus;
+use macbridge_bus::lease::{self, LeaseHandle, LeaseOutcome, RunnerIdentity};
+use macbridge_bus::records::{LeaseState, ResultState};
+use macbridge_bus::sig::{self, AllowedSigners, Policy};
+use macbridge_bus::verify::{self, RefusalCode, Trust};
+use macbridge_bus::view::{self, RequestOnBus};
+use macbridge_bus::{clock, layout};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::job;
+use crate::publish;
+
+/// What happened to one request branch during a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Already answered, or someone else holds it, or this runner cannot serve it.
+    Skipped(String),
+    /// Refused with a recorded result.
+    Refused(String),
+    /// Ran and published a result in this state.
+    Ran(ResultState),
+    /// Lost the claim race or the lease mid-job; nothing published.
+    Lost,
+}
+
+pub struct Runner {
+    pub config: Config,
+    pub bus: Bus,
+    pub identity: RunnerIdentity,
+    pub trust: Trust,
+    pub engine: PathBuf,
+    /// Branch tips already known to be answered, so later scans skip them cheaply.
+    finished: std::cell::RefCell<BTreeSet<String>>,
+}
+
+impl Runner {
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let key = sig::load_private_key(&config.key)
+            .with_context(|| format!("loading runner key {}", config.key.display()))?;
+        let allowed_signers = AllowedSigners::from_file(&config.allowed_signers)
+            .with_context(|| format!("loading {}", config.allowed_signers.display()))?;
+        let policy = match &config.policy {
+            Some(path) => Policy::from_file(path)
+                .with_context(|| format!("loading policy {}", path.display()))?,
+            None => Policy::default_engine_only(),
+        };
+        std::fs::create_dir_all(config.jobs_dir())
+            .with_context(|| format!("creating {}", config.jobs_dir().display()))?;
+        let bus = Bus::open(&config.remote, &config.cache_dir())
+            .with_context(|| format!("opening the bus cache {}", config.cache_dir().display()))?;
+        let identity = RunnerIdentity {
+            id: config.runner_id.clone(),
+            key,
+            labels: config.labels.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let engine = config.engine_path();
+        Ok(Runner {
+            config,
+            bus,
+            identity,
+            trust: Trust {
+                allowed_signers,
+                policy,
+            },
+            engine,
+            finished: Default::default(),
+        })
+    }
+
+    /// Look at every request branch (or just `only`) once and handle what is pending.
+    pub fn scan(&self, only: Option<&str>) -> anyhow::Result<Vec<(String, Handled)>> {
+        let refs = self
+            .bus
+            .ls_remote(&[layout::REQUEST_GLOB, layout::CLAIM_GLOB])
+            .context("listing the bus")?;
+        let mut branches = Vec::new();
+        let mut to_fetch = Vec::new();
+        for (name, oid) in &refs {
+            let is_branch = name.starts_with("refs/heads/mac-bridge/");
+            if is_branch {
+                if only.is_some_and(|b| b != name) {
+                    continue;
+                }
+                let key = format!("{name}@{oid}");
+                if self.finished.borrow().contains(&key) {
+                    continue;
+                }
+                branches.push((name.clone(), *oid));
+            }
+            if self.bus.fetched(name) != Some(*oid) {
+                to_fetch.push(name.clone());
+            }
+        }
+        self.bus.fetch(&to_fetch).context("fetching the bus")?;
+        // Oldest request first, so a burst drains in order.
+        let mut pending = Vec::new();
+        for (branch, oid) in branches {
+            match view::read_request(&self.bus, &branch)? {
+                Some(req) if req.result.is_some() => {
+                    self.finished.borrow_mut().insert(format!("{branch}@{oid}"));
+                }
+                Some(req) => {
+                    let issued = req
+                        .manifest
+                        .as_ref()
+                        .map(|m| m.issued_at.clone())
+                        .unwrap_or_default();
+                    pending.push((issued, req));
+                }
+                None => {}
+            }
+        }
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut handled = Vec::new();
+        for (_, req) in pending {
+            let branch = req.branch.clone();
+            let outcome = self.handle(req).unwrap_or_else(|e| {
+                warn!(branch = %branch, error = %format!("{e:#}"), "could not handle request");
+                Handled::Skipped(format!("error: {e:#}"))
+            });
+            debug!(branch = %branch, outcome = ?outcome, "handled");
+            handled.push((branch, outcome));
+        }
+        Ok(handled)
+    }
+
+    fn handle(&self, req: RequestOnBus) -> anyhow::Result<Handled> {
+        let now = clock::now();
+        let verified = match verify::verify_request(
+            &req.branch,
+            req.manifest_bytes.as_deref(),
+            req.signature.as_deref(),
+            &self.trust,
+            now,
+        ) {
+            Ok(v) => v,
+            Err(refusal) => {
+                let state = if refusal.code == RefusalCode::Expired {
+                    ResultState::Expired
+                } else {
+                    ResultState::Rejected
+                };
+                info!(branch = %req.branch, reason = %refusal, "refusing request");
+                publish::refusal(self, &req, state, &refusal.reason(), None)?;
+                return Ok(Handled::Refused(refusal.reason()));
+            }
+        };
+        let mut needed = verified.manifest.labels.clone();
+        needed.extend(verified.preset.labels.iter().cloned());
+        if !verify::labels_satisfied(&needed, &self.config.labels) {
+            return Ok(Handled::Skipped(format!(
+                "needs labels {needed:?}; this runner has {:?}",
+                self.config.labels
+            )));
+        }
+        // A preset this runner cannot fill in (a model directory it was never given) is refused
+        // before anything is claimed or started.
+        let missing: Vec<String> = verified
+            .preset
+            .required_env()
+            .into_iter()
+            .filter(|name| self.config.env.get(name).is_none_or(|v| v.is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            let reason = format!(
+                "{}: preset {} needs runner env {} (set it under `env:` in the runner config)",
+                RefusalCode::MissingEnv.as_str(),
+                verified.preset.name,
+                missing.join(", ")
+            );
+            publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
+            return Ok(Handled::Refused(reason));
+        }
+        let request_id = verified.manifest.request_id.clone();
+        self.bus.fetch(&self.existing_claim(&request_id)?)?;
+        let previous = view::read_lease(&self.bus, &request_id)?;
+        let mut reclaim = None;
+        if let Some(prev) = &previous {
+            match &prev.lease {
+                Ok(lease) if lease.branch != req.branch => {
+                    let reason = format!(
+                        "replay: request {request_id} was already claimed for {}",
+                        lease.branch
+                    );
+                    publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
+                    return Ok(Handled::Refused(reason));
+                }
+                Ok(lease) => {
+                    let expired = clock::parse(&lease.expires_at).is_none_or(|t| t < now);
+                    let open = matches!(lease.state, LeaseState::Released)
+                        || (matches!(lease.state, LeaseState::Claimed | LeaseState::Running)
+                            && expired);
+                    if !open {
+                        return Ok(Handled::Skipped(format!(
+                            "held by {} until {}",
+                            lease.runner_id, lease.expires_at
+                        )));
+                    }
+                    reclaim = Some((prev, lease.attempt));
+                }
+                Err(e) => {
+                    return Ok(Handled::Skipped(format!("unreadable lease: {e}")));
+                }
+            }
+        }
+        let handle = match lease::claim(
+            &self.bus,
+            &self.identity,
+            &request_id,
+            &req.branch,
+            req.request_commit,
+            reclaim.map(|(p, _)| p),
+            self.config.lease_seconds,
+        )? {
+            LeaseOutcome::Held(h) => *h,
+            LeaseOutcome::Lost => return Ok(Handled::Lost),
+        };
+        info!(branch = %req.branch, request_id = %request_id, attempt = handle.lease.attempt, "claimed");
+        if let Some((_, attempts)) = reclaim
+            && attempts >= self.config.max_attempts
+        {
+            let reason = format!(
+                "gave up after {attempts} attempt(s): each runner's lease expired before it finished (max_attempts {})",
+                self.config.max_attempts
+            );
+            publish::refusal(self, &req, ResultState::Failed, &reason, Some(&handle))?;
+            return Ok(Handled::Refused(reason));
+        }
+        if req.cancel.is_some() && publish::cancel_is_valid(&req) {
+            publish::refusal(
+                self,
+                &req,
+                ResultState::Cancelled,
+                "cancelled by the requester before it started",
+                Some(&handle),
+            )?;
+            return Ok(Handled::Ran(ResultState::Cancelled));
+        }
+        job::run(self, &req, verified, handle)
+    }
+
+    fn existing_claim(&self, request_id: &str) -> anyhow::Result<Vec<String>> {
+        let claim = layout::claim_ref(request_id);
+        let found = self.bus.ls_remote(&[claim.as_str()])?;
+        Ok(found
+            .into_iter()
+            .filter(|(name, oid)| name == &claim && self.bus.fetched(name) != Some(*oid))
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Renew `handle`, reporting whether the lease is still ours.
+    pub fn renew(
+        &self,
+        handle: &LeaseHandle,
+        state: LeaseState,
+        log_tail: Option<&str>,
+    ) -> anyhow::Result<Option<LeaseHandle>> {
+        Ok(
+            match lease::renew(
+                &self.bus,
+                &self.identity,
+                handle,
+                state,
+                self.config.lease_seconds,
+                log_tail,
+                None,
+            )? {
+                LeaseOutcome::Held(h) => Some(*h),
+                LeaseOutcome::Lost => None,
+            },
+        )
+    }
+}
