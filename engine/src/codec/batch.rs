@@ -135,6 +135,17 @@ pub fn decode_with<Q: Quantizer + ?Sized>(arm: &Q, packed: &PackedRows) -> Resul
     Ok(out)
 }
 
+/// Round-trip every row with any [`Quantizer`] on all cores, without materialising bytes.
+pub fn roundtrip_with<Q: Quantizer + ?Sized>(arm: &Q, x: &[f32]) -> Result<Vec<f32>, CodecError> {
+    let dim = arm.dim();
+    check(dim, x.len())?;
+    let mut out = vec![0.0f32; x.len()];
+    x.par_chunks(CHUNK_ROWS * dim)
+        .zip(out.par_chunks_mut(CHUNK_ROWS * dim))
+        .try_for_each(|(xc, oc)| arm.roundtrip_chunk(xc, oc))?;
+    Ok(out)
+}
+
 /// Encode rows to packed lattice storage on all cores.
 pub fn encode_rows(packer: &Packer, x: &[f32]) -> Result<PackedRows, CodecError> {
     encode_with(packer, x)
