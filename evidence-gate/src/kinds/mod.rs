@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::verdict::Violation;
 
+mod codec_bench;
+mod codec_eval;
 mod env_probe;
 mod model_info;
 mod sleep;
@@ -17,7 +19,13 @@ pub(crate) struct KindRules {
     pub check: fn(&Map<String, Value>, &mut Vec<Violation>),
 }
 
-const KINDS: &[KindRules] = &[env_probe::RULES, model_info::RULES, sleep::RULES];
+const KINDS: &[KindRules] = &[
+    codec_bench::RULES,
+    codec_eval::RULES,
+    env_probe::RULES,
+    model_info::RULES,
+    sleep::RULES,
+];
 
 /// Every report kind the gate can judge, with the schema versions it accepts.
 pub fn known_kinds() -> Vec<(&'static str, &'static [u64])> {
