@@ -237,7 +237,7 @@ pub fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || b"._:=<>-".contains(c)
         })
@@ -245,4 +245,130 @@ pub fn is_label(s: &str) -> bool {
 
 fn is_b64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json;
+
+    fn sample() -> Manifest {
+        Manifest {
+            schema_version: 1,
+            request_id: String::new(),
+            nonce: "0123456789abcdef0123456789abcdef".into(),
+            preset: "sleep".into(),
+            preset_digest: format!("sha256:{}", "a".repeat(64)),
+            params: [("ms".to_string(), Value::String("5".into()))].into(),
+            labels: vec!["metal".into()],
+            requested_by: "SHA256:abcDEF123+/x".into(),
+            issued_at: "2026-11-21T10:00:00Z".into(),
+            expires_at: "2026-11-21T11:00:00Z".into(),
+            workload: None,
+        }
+        .seal()
+    }
+
+    fn edit(f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        f(v.as_object_mut().unwrap());
+        let mut bytes = json::canonical(&v);
+        bytes.push(b'\n');
+        bytes
+    }
+
+    #[test]
+    fn round_trips_through_its_bytes() {
+        let m = sample();
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+        assert_eq!(m.branch_ref(), "refs/heads/mac-bridge/sleep-0123456789abcdef0123456789abcdef");
+        assert!(m.to_bytes().ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn request_id_covers_every_field() {
+        let bytes = edit(|m| {
+            m.insert("preset".into(), "env-probe".into());
+        });
+        assert!(matches!(
+            Manifest::parse(&bytes),
+            Err(ManifestError::RequestIdMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn schema_version_must_be_the_integer_one() {
+        for bad in [Value::Bool(true), Value::from(1.0), Value::from("1"), Value::from(2)] {
+            let bytes = edit(|m| {
+                m.insert("schema_version".into(), bad.clone());
+            });
+            assert!(Manifest::parse(&bytes).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_duplicates_are_refused() {
+        let bytes = edit(|m| {
+            m.insert("ref".into(), "HEAD".into());
+        });
+        assert!(matches!(Manifest::parse(&bytes), Err(ManifestError::Schema(_))));
+        let text = String::from_utf8(sample().to_bytes()).unwrap();
+        let dup = text.replacen("{\"expires_at\"", "{\"nonce\":\"x\",\"expires_at\"", 1);
+        assert!(Manifest::parse(dup.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn field_forms_are_checked() {
+        let cases: Vec<(&str, Value)> = vec![
+            ("nonce", "short".into()),
+            ("nonce", "0123456789ABCDEF0123456789ABCDEF".into()),
+            ("preset", "Sleep".into()),
+            ("preset", "../x".into()),
+            ("preset_digest", "md5:abc".into()),
+            ("requested_by", "alice".into()),
+            ("labels", serde_json::json!(["Metal"])),
+            ("labels", serde_json::json!(["a b"])),
+            ("issued_at", "yesterday".into()),
+            ("expires_at", "2026-11-21T09:00:00Z".into()),
+            ("expires_at", "2026-12-01T10:00:00Z".into()),
+            ("workload", serde_json::json!({"commit": "HEAD"})),
+        ];
+        for (field, value) in cases {
+            let mut v = serde_json::to_value(sample()).unwrap();
+            v[field] = value.clone();
+            v.as_object_mut().unwrap().remove("request_id");
+            let id = hex::encode(Sha256::digest(json::canonical(&v)));
+            v["request_id"] = id.into();
+            assert!(
+                Manifest::parse(&json::canonical(&v)).is_err(),
+                "{field}={value} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn times_expire_and_refuse_the_future() {
+        let m = sample();
+        let t = |s: &str| clock::parse(s).unwrap();
+        assert!(m.check_times(t("2026-11-21T10:30:00Z")).is_ok());
+        assert!(matches!(
+            m.check_times(t("2026-11-21T11:00:01Z")),
+            Err(TimeProblem::Expired { .. })
+        ));
+        assert!(matches!(
+            m.check_times(t("2026-11-21T09:50:00Z")),
+            Err(TimeProblem::FromTheFuture { .. })
+        ));
+        // Within the allowed skew.
+        assert!(m.check_times(t("2026-11-21T09:57:00Z")).is_ok());
+    }
+
+    #[test]
+    fn oversized_manifests_are_refused() {
+        let bytes = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        assert!(matches!(
+            Manifest::parse(&bytes),
+            Err(ManifestError::Json(JsonError::TooLarge { .. }))
+        ));
+    }
 }

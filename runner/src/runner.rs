@@ -193,6 +193,16 @@ impl Runner {
                     publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
                     return Ok(Handled::Refused(reason));
                 }
+                Ok(lease) if lease.state == LeaseState::Done => {
+                    // Results are published atomically with `done`, so a finished claim with
+                    // no result on the branch means the branch was re-created: a replay.
+                    let reason = format!(
+                        "replay: request {request_id} already finished (claim closed by {})",
+                        lease.runner_id
+                    );
+                    publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
+                    return Ok(Handled::Refused(reason));
+                }
                 Ok(lease) => {
                     let expired = clock::parse(&lease.expires_at).is_none_or(|t| t < now);
                     let open = matches!(lease.state, LeaseState::Released)
