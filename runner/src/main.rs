@@ -72,6 +72,7 @@ fn install_signal_handlers() {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MACBRIDGE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -150,7 +151,16 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
     let mut failures = 0u32;
     while !STOP.load(Ordering::SeqCst) {
         match runner.scan(None) {
-            Ok(_) => failures = 0,
+            Ok(handled) => {
+                failures = 0;
+                // Work was done: look again at once, so a burst drains without poll gaps.
+                if handled
+                    .iter()
+                    .any(|(_, h)| matches!(h, Handled::Ran(_) | Handled::Refused(_)))
+                {
+                    continue;
+                }
+            }
             Err(e) => {
                 failures += 1;
                 warn!(error = %format!("{e:#}"), failures, "scan failed; backing off");
