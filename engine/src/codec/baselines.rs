@@ -8,19 +8,23 @@
 
 use half::f16;
 
+use super::CodecError;
 use super::batch::Quantizer;
 use super::bitio::{BitReader, BitWriter};
 use super::hadamard::{Rotation, Rotator};
 use super::pipeline::EPS;
-use super::CodecError;
 
 fn truncated() -> CodecError {
-    CodecError::Malformed { reason: "packed row is truncated".into() }
+    CodecError::Malformed {
+        reason: "packed row is truncated".into(),
+    }
 }
 
 fn check_len(bytes: &[u8], lens: &[usize], want: usize) -> Result<(), CodecError> {
     if lens.iter().any(|&l| l != want) || bytes.len() != want * lens.len() {
-        return Err(CodecError::Malformed { reason: format!("every row must hold {want} bytes") });
+        return Err(CodecError::Malformed {
+            reason: format!("every row must hold {want} bytes"),
+        });
     }
     Ok(())
 }
@@ -40,7 +44,12 @@ impl Quantizer for Identity {
         32 * self.dim as u64
     }
 
-    fn encode_chunk(&self, x: &[f32], out: &mut Vec<u8>, lens: &mut Vec<usize>) -> Result<u64, CodecError> {
+    fn encode_chunk(
+        &self,
+        x: &[f32],
+        out: &mut Vec<u8>,
+        lens: &mut Vec<usize>,
+    ) -> Result<u64, CodecError> {
         out.reserve(x.len() * 4);
         for row in x.chunks_exact(self.dim) {
             for v in row {
@@ -51,7 +60,12 @@ impl Quantizer for Identity {
         Ok(0)
     }
 
-    fn decode_chunk(&self, bytes: &[u8], lens: &[usize], out: &mut [f32]) -> Result<(), CodecError> {
+    fn decode_chunk(
+        &self,
+        bytes: &[u8],
+        lens: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), CodecError> {
         check_len(bytes, lens, self.dim * 4)?;
         for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
             *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -76,9 +90,13 @@ pub struct Affine {
 impl Affine {
     pub fn new(dim: usize, bits: u32, group: usize) -> Result<Self, CodecError> {
         if !(2..=8).contains(&bits) {
-            return Err(CodecError::BitWidth { bits, min: 2, max: 8 });
+            return Err(CodecError::BitWidth {
+                bits,
+                min: 2,
+                max: 8,
+            });
         }
-        if group == 0 || dim == 0 || dim % group != 0 {
+        if group == 0 || dim == 0 || !dim.is_multiple_of(group) {
             return Err(CodecError::GroupMultiple { dim, group });
         }
         Ok(Affine { dim, bits, group })
@@ -90,7 +108,11 @@ impl Affine {
 
     /// Scale and bias for one group, already rounded to fp16 so encode and decode agree.
     fn params(&self, g: &[f32]) -> (f16, f16) {
-        let (lo, hi) = g.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) = g
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
         let levels = ((1u32 << self.bits) - 1) as f32;
         (f16::from_f32((hi - lo) / levels), f16::from_f32(lo))
     }
@@ -98,7 +120,9 @@ impl Affine {
     fn code(&self, v: f32, scale: f32, bias: f32) -> u32 {
         let max = (1u32 << self.bits) - 1;
         if scale > 0.0 && scale.is_finite() {
-            ((v - bias) / scale).round_ties_even().clamp(0.0, max as f32) as u32
+            ((v - bias) / scale)
+                .round_ties_even()
+                .clamp(0.0, max as f32) as u32
         } else {
             0
         }
@@ -114,7 +138,12 @@ impl Quantizer for Affine {
         super::bits::affine_bits(self.dim, self.bits, self.group)
     }
 
-    fn encode_chunk(&self, x: &[f32], out: &mut Vec<u8>, lens: &mut Vec<usize>) -> Result<u64, CodecError> {
+    fn encode_chunk(
+        &self,
+        x: &[f32],
+        out: &mut Vec<u8>,
+        lens: &mut Vec<usize>,
+    ) -> Result<u64, CodecError> {
         for row in x.chunks_exact(self.dim) {
             let start = out.len();
             let mut w = BitWriter::new(out);
@@ -133,9 +162,17 @@ impl Quantizer for Affine {
         Ok(0)
     }
 
-    fn decode_chunk(&self, bytes: &[u8], lens: &[usize], out: &mut [f32]) -> Result<(), CodecError> {
+    fn decode_chunk(
+        &self,
+        bytes: &[u8],
+        lens: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), CodecError> {
         check_len(bytes, lens, self.row_bytes())?;
-        for (row, ob) in out.chunks_exact_mut(self.dim).zip(bytes.chunks_exact(self.row_bytes())) {
+        for (row, ob) in out
+            .chunks_exact_mut(self.dim)
+            .zip(bytes.chunks_exact(self.row_bytes()))
+        {
             let mut r = BitReader::new(ob);
             for g in row.chunks_exact_mut(self.group) {
                 let s = f16::from_bits(r.get(16).ok_or_else(truncated)? as u16).to_f32();
@@ -149,7 +186,10 @@ impl Quantizer for Affine {
     }
 
     fn roundtrip_chunk(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {
-        for (g, o) in x.chunks_exact(self.group).zip(out.chunks_exact_mut(self.group)) {
+        for (g, o) in x
+            .chunks_exact(self.group)
+            .zip(out.chunks_exact_mut(self.group))
+        {
             let (scale, bias) = self.params(g);
             let (s, b) = (scale.to_f32(), bias.to_f32());
             for (ov, &v) in o.iter_mut().zip(g) {
@@ -175,7 +215,11 @@ impl TurboQuant {
             return Err(CodecError::NotPowerOfTwo { dim });
         }
         if !(2..=8).contains(&bits) {
-            return Err(CodecError::BitWidth { bits, min: 2, max: 8 });
+            return Err(CodecError::BitWidth {
+                bits,
+                min: 2,
+                max: 8,
+            });
         }
         Ok(TurboQuant {
             dim,
@@ -228,7 +272,12 @@ impl Quantizer for TurboQuant {
         super::bits::turboquant_bits(self.dim, self.bits)
     }
 
-    fn encode_chunk(&self, x: &[f32], out: &mut Vec<u8>, lens: &mut Vec<usize>) -> Result<u64, CodecError> {
+    fn encode_chunk(
+        &self,
+        x: &[f32],
+        out: &mut Vec<u8>,
+        lens: &mut Vec<usize>,
+    ) -> Result<u64, CodecError> {
         let (mut y, mut scratch) = (vec![0.0f32; self.dim], vec![0.0f32; self.dim]);
         for row in x.chunks_exact(self.dim) {
             let (norm, qmax) = self.quantize(row, &mut y, &mut scratch);
@@ -245,10 +294,18 @@ impl Quantizer for TurboQuant {
         Ok(0)
     }
 
-    fn decode_chunk(&self, bytes: &[u8], lens: &[usize], out: &mut [f32]) -> Result<(), CodecError> {
+    fn decode_chunk(
+        &self,
+        bytes: &[u8],
+        lens: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), CodecError> {
         check_len(bytes, lens, self.row_bytes())?;
         let mut scratch = vec![0.0f32; self.dim];
-        for (row, rb) in out.chunks_exact_mut(self.dim).zip(bytes.chunks_exact(self.row_bytes())) {
+        for (row, rb) in out
+            .chunks_exact_mut(self.dim)
+            .zip(bytes.chunks_exact(self.row_bytes()))
+        {
             let mut r = BitReader::new(rb);
             let norm = f16::from_bits(r.get(16).ok_or_else(truncated)? as u16);
             let qmax = f16::from_bits(r.get(16).ok_or_else(truncated)? as u16);
@@ -276,7 +333,9 @@ mod tests {
     use crate::codec::batch::{decode_with, encode_with};
 
     fn data(dim: usize, rows: usize) -> Vec<f32> {
-        (0..dim * rows).map(|i| ((i * 7919) % 1013) as f32 / 300.0 - 1.7).collect()
+        (0..dim * rows)
+            .map(|i| ((i * 7919) % 1013) as f32 / 300.0 - 1.7)
+            .collect()
     }
 
     fn check_arm<Q: Quantizer>(arm: &Q, x: &[f32], max_rel: f64) {
@@ -284,8 +343,15 @@ mod tests {
         arm.roundtrip_chunk(x, &mut rt).unwrap();
         let packed = encode_with(arm, x).unwrap();
         assert_eq!(decode_with(arm, &packed).unwrap(), rt);
-        assert_eq!(packed.bits_per_vector(), arm.accounted_bits().div_ceil(8) as f64 * 8.0);
-        let num: f64 = x.iter().zip(&rt).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+        assert_eq!(
+            packed.bits_per_vector(),
+            arm.accounted_bits().div_ceil(8) as f64 * 8.0
+        );
+        let num: f64 = x
+            .iter()
+            .zip(&rt)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum();
         let den: f64 = x.iter().map(|a| f64::from(*a).powi(2)).sum();
         assert!(num / den <= max_rel, "rel {}", num / den);
     }
@@ -296,7 +362,11 @@ mod tests {
         check_arm(&Identity { dim: 128 }, &x, 0.0);
         check_arm(&Affine::new(128, 8, 64).unwrap(), &x, 1e-4);
         check_arm(&Affine::new(128, 4, 64).unwrap(), &x, 1e-2);
-        check_arm(&TurboQuant::new(128, 4, Rotation::Reference).unwrap(), &x, 5e-2);
+        check_arm(
+            &TurboQuant::new(128, 4, Rotation::Reference).unwrap(),
+            &x,
+            5e-2,
+        );
         check_arm(&TurboQuant::new(128, 3, Rotation::Fast).unwrap(), &x, 0.2);
         assert!(Affine::new(100, 8, 64).is_err());
         assert!(TurboQuant::new(96, 3, Rotation::Fast).is_err());

@@ -19,9 +19,15 @@ pub trait Quantizer: Sync {
     fn accounted_bits(&self) -> u64;
     /// Encode whole rows, appending each row's bytes to `out` and its byte length to `lens`.
     /// Returns the number of escaped blocks (0 for arms without escapes).
-    fn encode_chunk(&self, x: &[f32], out: &mut Vec<u8>, lens: &mut Vec<usize>) -> Result<u64, CodecError>;
+    fn encode_chunk(
+        &self,
+        x: &[f32],
+        out: &mut Vec<u8>,
+        lens: &mut Vec<usize>,
+    ) -> Result<u64, CodecError>;
     /// Decode consecutive rows from `bytes` (`lens` gives each row's byte length).
-    fn decode_chunk(&self, bytes: &[u8], lens: &[usize], out: &mut [f32]) -> Result<(), CodecError>;
+    fn decode_chunk(&self, bytes: &[u8], lens: &[usize], out: &mut [f32])
+    -> Result<(), CodecError>;
     /// Round trip without materialising bytes.
     fn roundtrip_chunk(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError>;
 }
@@ -53,7 +59,7 @@ impl PackedRows {
 }
 
 fn check(dim: usize, len: usize) -> Result<usize, CodecError> {
-    if dim == 0 || len % dim != 0 {
+    if dim == 0 || !len.is_multiple_of(dim) {
         return Err(CodecError::RaggedBuffer { len, dim });
     }
     Ok(len / dim)
@@ -70,7 +76,10 @@ pub fn roundtrip_rows(codec: &Codec, x: &[f32]) -> Result<Vec<f32>, CodecError> 
 pub fn roundtrip_rows_into(codec: &Codec, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {
     check(codec.dim(), x.len())?;
     if out.len() != x.len() {
-        return Err(CodecError::RowLength { len: out.len(), dim: x.len() });
+        return Err(CodecError::RowLength {
+            len: out.len(),
+            dim: x.len(),
+        });
     }
     let step = CHUNK_ROWS * codec.dim();
     x.par_chunks(step)
@@ -111,7 +120,10 @@ pub fn encode_with<Q: Quantizer + ?Sized>(arm: &Q, x: &[f32]) -> Result<PackedRo
 }
 
 /// Decode a batch produced by [`encode_with`] with the same arm, on all cores.
-pub fn decode_with<Q: Quantizer + ?Sized>(arm: &Q, packed: &PackedRows) -> Result<Vec<f32>, CodecError> {
+pub fn decode_with<Q: Quantizer + ?Sized>(
+    arm: &Q,
+    packed: &PackedRows,
+) -> Result<Vec<f32>, CodecError> {
     let dim = arm.dim();
     let rows = packed.rows();
     if packed.dim != dim || packed.offsets.last().copied().unwrap_or(0) != packed.bytes.len() {
@@ -120,7 +132,9 @@ pub fn decode_with<Q: Quantizer + ?Sized>(arm: &Q, packed: &PackedRows) -> Resul
         });
     }
     if packed.offsets.windows(2).any(|w| w[1] < w[0]) {
-        return Err(CodecError::Malformed { reason: "offsets are not increasing".into() });
+        return Err(CodecError::Malformed {
+            reason: "offsets are not increasing".into(),
+        });
     }
     let mut out = vec![0.0f32; rows * dim];
     out.par_chunks_mut(CHUNK_ROWS * dim)
@@ -165,11 +179,22 @@ impl Quantizer for Packer {
         self.codec().bits()
     }
 
-    fn encode_chunk(&self, x: &[f32], out: &mut Vec<u8>, lens: &mut Vec<usize>) -> Result<u64, CodecError> {
+    fn encode_chunk(
+        &self,
+        x: &[f32],
+        out: &mut Vec<u8>,
+        lens: &mut Vec<usize>,
+    ) -> Result<u64, CodecError> {
         let codec = self.codec();
         let rows = x.len() / codec.dim();
         let mut z = vec![0.0f32; x.len()];
-        let mut sides = vec![Side { norm: half::f16::ZERO, qmax: half::f16::ZERO }; rows];
+        let mut sides = vec![
+            Side {
+                norm: half::f16::ZERO,
+                qmax: half::f16::ZERO
+            };
+            rows
+        ];
         codec.quantize_rows(x, &mut z, &mut sides)?;
         out.reserve(rows * self.base_bytes());
         let mut escapes = 0u64;
@@ -181,14 +206,21 @@ impl Quantizer for Packer {
         Ok(escapes)
     }
 
-    fn decode_chunk(&self, bytes: &[u8], lens: &[usize], out: &mut [f32]) -> Result<(), CodecError> {
+    fn decode_chunk(
+        &self,
+        bytes: &[u8],
+        lens: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), CodecError> {
         let codec = self.codec();
         let mut sides = Vec::with_capacity(lens.len());
         let mut at = 0usize;
         for (zr, &len) in out.chunks_exact_mut(codec.dim()).zip(lens) {
-            let slice = bytes.get(at..at + len).ok_or_else(|| CodecError::Malformed {
-                reason: "row extends past the packed bytes".into(),
-            })?;
+            let slice = bytes
+                .get(at..at + len)
+                .ok_or_else(|| CodecError::Malformed {
+                    reason: "row extends past the packed bytes".into(),
+                })?;
             let (side, used) = self.unpack_point(slice, zr)?;
             if used != len {
                 return Err(CodecError::Malformed {
@@ -214,7 +246,9 @@ mod tests {
     #[test]
     fn batch_equals_rows_and_pack_equals_roundtrip() {
         let dim = 128;
-        let x: Vec<f32> = (0..dim * 700).map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0).collect();
+        let x: Vec<f32> = (0..dim * 700)
+            .map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
         for variant in [Variant::E8, Variant::D4] {
             let codec = Codec::new(variant, dim, 10).unwrap();
             let all = roundtrip_rows(&codec, &x).unwrap();

@@ -19,7 +19,11 @@ impl<'a> BitWriter<'a> {
         if bits == 0 {
             return;
         }
-        let masked = if bits == 64 { v } else { v & ((1u64 << bits) - 1) };
+        let masked = if bits == 64 {
+            v
+        } else {
+            v & ((1u64 << bits) - 1)
+        };
         self.acc |= u128::from(masked) << self.n;
         self.n += bits;
         while self.n >= 8 {
@@ -83,7 +87,11 @@ impl<'a> BitReader<'a> {
         }
         self.pos = end;
         let v = (acc >> shift) as u64;
-        Some(if bits == 64 { v } else { v & ((1u64 << bits) - 1) })
+        Some(if bits == 64 {
+            v
+        } else {
+            v & ((1u64 << bits) - 1)
+        })
     }
 
     /// Read up to 128 bits.

@@ -70,7 +70,9 @@ pub fn generate(source: Source, rows: usize, dim: usize, seed: u64) -> Vec<f32> 
         Source::Outliers => 3,
     };
     let mut rng = Rng::new(seed.wrapping_mul(0x100_0000_01b3).wrapping_add(tag));
-    let outliers: Vec<usize> = (0..4.min(dim)).map(|_| (rng.next_u64() % dim as u64) as usize).collect();
+    let outliers: Vec<usize> = (0..4.min(dim))
+        .map(|_| (rng.next_u64() % dim as u64) as usize)
+        .collect();
     let mut x = Vec::with_capacity(rows * dim);
     for _ in 0..rows {
         for j in 0..dim {
@@ -79,7 +81,11 @@ pub fn generate(source: Source, rows: usize, dim: usize, seed: u64) -> Vec<f32> 
                 Source::StudentT => 0.3 * rng.student_t(3),
                 Source::Outliers => {
                     let g = 0.3 * rng.normal();
-                    if outliers.contains(&j) { 12.0 * g + 2.0 } else { g }
+                    if outliers.contains(&j) {
+                        12.0 * g + 2.0
+                    } else {
+                        g
+                    }
                 }
             };
             x.push(v as f32);

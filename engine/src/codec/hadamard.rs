@@ -38,7 +38,9 @@ pub fn norm_scale(dim: usize) -> f32 {
 }
 
 /// Which rotation kernel a codec uses (see the module docs for the trade-off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Rotation {
     /// Dense float32 product in the reference's accumulation order: bit-exact parity.
@@ -124,8 +126,7 @@ impl Rotator {
                 }
             }
             None => {
-                for k in 0..d {
-                    let a = x[k];
+                for (k, &a) in x.iter().enumerate().take(d) {
                     for (j, acc) in scratch.iter_mut().enumerate() {
                         let h = if (k & j).count_ones() % 2 == 0 {
                             self.scale
@@ -157,7 +158,11 @@ pub fn matrix(dim: usize) -> Vec<f32> {
     for i in 0..dim {
         for j in 0..dim {
             // Sylvester entry sign: (−1)^popcount(i & j).
-            let sign = if (i & j).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+            let sign = if (i & j).count_ones() % 2 == 0 {
+                1.0
+            } else {
+                -1.0
+            };
             m[i * dim + j] = sign * s;
         }
     }
@@ -176,7 +181,9 @@ mod tests {
             let mut fast = x.clone();
             rotate(&mut fast, norm_scale(dim));
             for j in 0..dim {
-                let dense: f64 = (0..dim).map(|i| f64::from(x[i]) * f64::from(m[i * dim + j])).sum();
+                let dense: f64 = (0..dim)
+                    .map(|i| f64::from(x[i]) * f64::from(m[i * dim + j]))
+                    .sum();
                 assert!((dense - f64::from(fast[j])).abs() < 1e-4, "D={dim} j={j}");
             }
             rotate(&mut fast, norm_scale(dim));

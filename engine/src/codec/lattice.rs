@@ -79,7 +79,11 @@ pub fn closest_e8(y: &[f32; 8]) -> [f32; 8] {
     for v in b.iter_mut() {
         *v += 0.5;
     }
-    if sq_dist(y, &a) <= sq_dist(y, &b) { a } else { b }
+    if sq_dist(y, &a) <= sq_dist(y, &b) {
+        a
+    } else {
+        b
+    }
 }
 
 #[cfg(test)]
@@ -101,10 +105,7 @@ mod tests {
         assert!(neg.iter().all(|v| *v == 0.0));
         let y = [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 0.0];
         assert_eq!(closest_d8(&y), [0.0, 2.0, 2.0, 0.0, -2.0, -2.0, 4.0, 0.0]);
-        assert_eq!(
-            closest_e8(&y),
-            [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 0.5]
-        );
+        assert_eq!(closest_e8(&y), [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 0.5]);
         assert_eq!(closest_d4(&[2.5, 0.0, 0.0, 0.0]), [2.0, 0.0, 0.0, 0.0]);
     }
 
@@ -114,7 +115,9 @@ mod tests {
         for _ in 0..2000 {
             let mut y = [0.0f32; 8];
             for v in y.iter_mut() {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 *v = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 20.0;
             }
             let d = closest_d8(&y);

@@ -27,12 +27,11 @@ pub mod pack;
 mod pipeline;
 pub mod tensor;
 
-
 pub use batch::{PackedRows, Quantizer, decode_rows, encode_rows, roundtrip_rows};
 pub use bits::bits;
+pub use error::CodecError;
 pub use hadamard::Rotation;
 pub use pack::Packer;
-pub use error::CodecError;
 pub use pipeline::{Codec, EPS, Side};
 
 /// Largest q_range accepted. Above 2²⁰ the half-integer points ±(Q+½) and the grid spacing
@@ -91,7 +90,7 @@ pub fn validate(variant: Variant, dim: usize, q: i64) -> Result<u32, CodecError>
     if dim == 0 || !dim.is_power_of_two() {
         return Err(CodecError::NotPowerOfTwo { dim });
     }
-    if dim % variant.block() != 0 {
+    if !dim.is_multiple_of(variant.block()) {
         return Err(CodecError::NotBlockMultiple {
             dim,
             variant,

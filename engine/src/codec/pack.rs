@@ -49,21 +49,26 @@ struct Layout {
 
 impl Layout {
     fn new(variant: Variant, q: u32, b: u32) -> Layout {
-        let cap_m1 = if b >= 128 { u128::MAX } else { (1u128 << b) - 1 };
+        let cap_m1 = if b >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << b) - 1
+        };
         let q128 = u128::from(q);
         let m = 2 * q128 + 1;
         let mut classes = Vec::new();
         let mut used = 0u128;
-        let mut add = |classes: &mut Vec<(Class, u128, u128)>, class, count: Option<u128>| {
-            match count.and_then(|c| used.checked_add(c).map(|t| (c, t))) {
+        let mut add =
+            |classes: &mut Vec<(Class, u128, u128)>, class, count: Option<u128>| match count
+                .and_then(|c| used.checked_add(c).map(|t| (c, t)))
+            {
                 Some((c, t)) if t <= cap_m1 => {
                     classes.push((class, used, c));
                     used = t;
                     true
                 }
                 _ => false,
-            }
-        };
+            };
         let pow = |base: u128, e: u32| base.checked_pow(e);
         match variant {
             Variant::D4 => {
@@ -116,7 +121,9 @@ fn int_rank(z: &[i64], q: i64) -> u128 {
 fn half_rank(w: &[i64], o: i64, r: u64) -> u128 {
     let (last, rest) = w.split_last().unwrap_or((&0, &[]));
     let top = ((last + o) >> 1) as u128;
-    rest.iter().rev().fold(top, |n, &v| n * u128::from(r) + (v + o) as u128)
+    rest.iter()
+        .rev()
+        .fold(top, |n, &v| n * u128::from(r) + (v + o) as u128)
 }
 
 #[inline(always)]
@@ -215,7 +222,11 @@ impl Packer {
                 *wi = i64::from(ti / 2);
             }
             let rank = int_rank(&w[..n], q);
-            let class = if rank % 2 == 0 { Class::IntEven } else { Class::IntOdd };
+            let class = if rank.is_multiple_of(2) {
+                Class::IntEven
+            } else {
+                Class::IntOdd
+            };
             return self.layout.has(class).map(|off| off + rank / 2);
         }
         let mut clamped = 0usize;
@@ -242,7 +253,10 @@ impl Packer {
             return Some(off + half_rank(&w[..n], q + 1, r + 2));
         }
         match clamped {
-            0 => self.layout.has(Class::HalfIn).map(|off| off + half_rank(&w[..n], q, r)),
+            0 => self
+                .layout
+                .has(Class::HalfIn)
+                .map(|off| off + half_rank(&w[..n], q, r)),
             1 => {
                 let off = self.layout.has(Class::HalfOne)?;
                 let sign = u128::from(w[at] != q);
@@ -425,7 +439,9 @@ mod tests {
     use super::*;
 
     fn lcg(state: &mut u64) -> f32 {
-        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 

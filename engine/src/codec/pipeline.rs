@@ -221,10 +221,18 @@ impl Codec {
 
     /// Encode whole rows serially into lattice points `z` (same length as `x`) and one side
     /// pair per row (`sides.len()` = rows).
-    pub fn quantize_rows(&self, x: &[f32], z: &mut [f32], sides: &mut [Side]) -> Result<(), CodecError> {
+    pub fn quantize_rows(
+        &self,
+        x: &[f32],
+        z: &mut [f32],
+        sides: &mut [Side],
+    ) -> Result<(), CodecError> {
         let rows = self.check_rows(x.len())?;
         if z.len() != x.len() || sides.len() != rows {
-            return Err(CodecError::RowLength { len: z.len(), dim: x.len() });
+            return Err(CodecError::RowLength {
+                len: z.len(),
+                dim: x.len(),
+            });
         }
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
@@ -254,7 +262,10 @@ impl Codec {
     pub fn dequantize_rows(&self, sides: &[Side], z: &mut [f32]) -> Result<(), CodecError> {
         let rows = self.check_rows(z.len())?;
         if sides.len() != rows {
-            return Err(CodecError::RowLength { len: sides.len(), dim: rows });
+            return Err(CodecError::RowLength {
+                len: sides.len(),
+                dim: rows,
+            });
         }
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
@@ -325,7 +336,7 @@ impl Codec {
     }
 
     pub(crate) fn check_rows(&self, len: usize) -> Result<usize, CodecError> {
-        if len % self.dim != 0 {
+        if !len.is_multiple_of(self.dim) {
             return Err(CodecError::RaggedBuffer { len, dim: self.dim });
         }
         Ok(len / self.dim)
@@ -354,13 +365,19 @@ mod tests {
 
     #[test]
     fn error_shrinks_with_q() {
-        let x: Vec<f32> = (0..128).map(|i| ((i * 7919 % 101) as f32 - 50.0) / 30.0).collect();
+        let x: Vec<f32> = (0..128)
+            .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 30.0)
+            .collect();
         for v in [Variant::E8, Variant::D4] {
             let mut last = f64::INFINITY;
             for q in [4, 10, 38, 152] {
                 let c = Codec::new(v, 128, q).unwrap();
                 let y = c.roundtrip_row(&x).unwrap();
-                let err: f64 = x.iter().zip(&y).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+                let err: f64 = x
+                    .iter()
+                    .zip(&y)
+                    .map(|(a, b)| f64::from(a - b).powi(2))
+                    .sum();
                 assert!(err < last, "{v} Q={q}");
                 last = err;
             }

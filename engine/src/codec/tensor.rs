@@ -16,7 +16,10 @@ pub fn roundtrip_tensor(codec: &Codec, t: &Tensor) -> Result<Tensor, CodecError>
     let dims = t.dims();
     let last = dims.last().copied().unwrap_or(0);
     if last != codec.dim() {
-        return Err(CodecError::RowLength { len: last, dim: codec.dim() });
+        return Err(CodecError::RowLength {
+            len: last,
+            dim: codec.dim(),
+        });
     }
     let (device, dtype) = (t.device().clone(), t.dtype());
     let host = t

@@ -48,7 +48,9 @@ pub struct Args {
 
 /// Best-of-`repeats` copy bandwidth in GB/s (bytes read + bytes written) on `threads`.
 fn bandwidth(threads: usize, repeats: usize) -> anyhow::Result<f64> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
     let n = PROBE_BYTES / 4;
     let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
     let mut dst = vec![0.0f32; n];
@@ -83,15 +85,27 @@ fn bench_arms(dim: usize, q: i64) -> anyhow::Result<Vec<BenchArm>> {
             });
         }
     }
-    v.push(BenchArm { name: "turboquant_b4_fast".into(), imp: Box::new(TurboQuant::new(dim, 4, Rotation::Fast)?) });
-    if dim % 64 == 0 {
-        v.push(BenchArm { name: "affine8".into(), imp: Box::new(Affine::new(dim, 8, 64)?) });
-        v.push(BenchArm { name: "affine4".into(), imp: Box::new(Affine::new(dim, 4, 64)?) });
+    v.push(BenchArm {
+        name: "turboquant_b4_fast".into(),
+        imp: Box::new(TurboQuant::new(dim, 4, Rotation::Fast)?),
+    });
+    if dim.is_multiple_of(64) {
+        v.push(BenchArm {
+            name: "affine8".into(),
+            imp: Box::new(Affine::new(dim, 8, 64)?),
+        });
+        v.push(BenchArm {
+            name: "affine4".into(),
+            imp: Box::new(Affine::new(dim, 4, 64)?),
+        });
     }
     Ok(v)
 }
 
-fn best_of<T>(repeats: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)> {
+fn best_of<T>(
+    repeats: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(f64, T)> {
     let mut best = f64::INFINITY;
     let mut last = None;
     for _ in 0..repeats.max(1) {
@@ -105,10 +119,22 @@ fn best_of<T>(repeats: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyho
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=4_000_000).contains(&a.rows), "--rows must be between 1 and 4000000");
-    anyhow::ensure!((1..=20).contains(&a.repeats), "--repeats must be between 1 and 20");
+    anyhow::ensure!(
+        (1..=4_000_000).contains(&a.rows),
+        "--rows must be between 1 and 4000000"
+    );
+    anyhow::ensure!(
+        (1..=20).contains(&a.repeats),
+        "--repeats must be between 1 and 20"
+    );
     let mut params = Map::new();
-    for (k, v) in [("dim", json!(a.dim)), ("rows", json!(a.rows)), ("q", json!(a.q)), ("repeats", json!(a.repeats)), ("seed", json!(a.seed))] {
+    for (k, v) in [
+        ("dim", json!(a.dim)),
+        ("rows", json!(a.rows)),
+        ("q", json!(a.q)),
+        ("repeats", json!(a.repeats)),
+        ("seed", json!(a.seed)),
+    ] {
         params.insert(k.into(), v);
     }
     let builder = ReportBuilder::start("codec_bench", "cpu", params);
@@ -118,7 +144,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
-    let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let all = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut thread_counts = vec![1usize];
     if all > 1 {
         thread_counts.push(all);
@@ -129,12 +157,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for &threads in &thread_counts {
         let gbps = bandwidth(threads, a.repeats)?;
         bw.insert(threads.to_string(), json!(gbps));
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         for arm in &arms {
             let imp = arm.imp.as_ref();
             let (rt_s, _) = pool.install(|| best_of(a.repeats, || Ok(roundtrip_with(imp, &x)?)))?;
-            let (enc_s, packed) = pool.install(|| best_of(a.repeats, || Ok(encode_with(imp, &x)?)))?;
-            let (dec_s, _) = pool.install(|| best_of(a.repeats, || Ok(decode_with(imp, &packed)?)))?;
+            let (enc_s, packed) =
+                pool.install(|| best_of(a.repeats, || Ok(encode_with(imp, &x)?)))?;
+            let (dec_s, _) =
+                pool.install(|| best_of(a.repeats, || Ok(decode_with(imp, &packed)?)))?;
             let packed_per_vec = packed.bytes.len() as f64 / a.rows as f64;
             for (op, secs, bytes_per_vec) in [
                 ("roundtrip", rt_s, 2.0 * row_bytes),
@@ -173,10 +205,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 fn print_table(report: &Value) {
     if let Some(bw) = report["bandwidth_gb_per_s"].as_object() {
         for (t, v) in bw {
-            println!("memory bandwidth (copy, {t} thread(s)): {:.2} GB/s", v.as_f64().unwrap_or(0.0));
+            println!(
+                "memory bandwidth (copy, {t} thread(s)): {:.2} GB/s",
+                v.as_f64().unwrap_or(0.0)
+            );
         }
     }
-    println!("{:<24} {:<10} {:>7} {:>12} {:>9} {:>8}", "arm", "op", "threads", "M vectors/s", "GB/s", "% bw");
+    println!(
+        "{:<24} {:<10} {:>7} {:>12} {:>9} {:>8}",
+        "arm", "op", "threads", "M vectors/s", "GB/s", "% bw"
+    );
     for r in report["results"].as_array().into_iter().flatten() {
         println!(
             "{:<24} {:<10} {:>7} {:>12.3} {:>9.3} {:>7.1}%",

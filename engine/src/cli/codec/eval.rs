@@ -91,7 +91,11 @@ fn measure(arm: &Arm, x: &[f32], dim: usize) -> anyhow::Result<Value> {
     let t1 = Instant::now();
     let decoded = decode_with(arm.imp.as_ref(), &packed)?;
     let dec_s = t1.elapsed().as_secs_f64().max(1e-9);
-    let mismatches = decoded.iter().zip(&rt).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    let mismatches = decoded
+        .iter()
+        .zip(&rt)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
     let (mut num, mut den, mut max_err) = (0.0f64, 0.0f64, 0.0f64);
     for (a, b) in x.iter().zip(&rt) {
         let e = f64::from(*a) - f64::from(*b);
@@ -181,16 +185,22 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "sources": sources,
     });
     let report = builder.finish(body)?;
-    report::write_report(&a.out, &report).with_context(|| format!("writing {}", a.out.display()))?;
+    report::write_report(&a.out, &report)
+        .with_context(|| format!("writing {}", a.out.display()))?;
     print_summary(&report);
     Ok(())
 }
 
 fn print_summary(report: &Value) {
-    let Some(sources) = report["sources"].as_array() else { return };
+    let Some(sources) = report["sources"].as_array() else {
+        return;
+    };
     for s in sources {
         println!("{}", s["source"].as_str().unwrap_or("?"));
-        println!("  {:<16} {:>9} {:>9} {:>11} {:>10} {:>10}", "arm", "bits/val", "packed", "rel-MSE", "enc Mv/s", "dec Mv/s");
+        println!(
+            "  {:<16} {:>9} {:>9} {:>11} {:>10} {:>10}",
+            "arm", "bits/val", "packed", "rel-MSE", "enc Mv/s", "dec Mv/s"
+        );
         for a in s["arms"].as_array().into_iter().flatten() {
             println!(
                 "  {:<16} {:>9.4} {:>9.4} {:>11.3e} {:>10.3} {:>10.3}",

@@ -14,7 +14,8 @@ pub struct Rows {
 }
 
 pub fn is_f32(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("f32"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("f32"))
 }
 
 pub fn read_rows(path: &Path, dim: Option<usize>) -> anyhow::Result<Rows> {
@@ -46,7 +47,11 @@ pub fn read_rows(path: &Path, dim: Option<usize>) -> anyhow::Result<Rows> {
         bail!("{} holds no rows", path.display());
     }
     if let Some(i) = rows.values.iter().position(|v| !v.is_finite()) {
-        bail!("row {} column {} is not a finite number", i / rows.dim, i % rows.dim);
+        bail!(
+            "row {} column {} is not a finite number",
+            i / rows.dim,
+            i % rows.dim
+        );
     }
     Ok(rows)
 }
@@ -76,7 +81,10 @@ fn parse_json(bytes: &[u8], dim: Option<usize>) -> anyhow::Result<Rows> {
             bail!("row {i} is not an array of numbers");
         };
         if row.len() != width {
-            bail!("ragged input: row {i} has {} values, row 0 has {width}", row.len());
+            bail!(
+                "ragged input: row {i} has {} values, row 0 has {width}",
+                row.len()
+            );
         }
         for (j, v) in row.iter().enumerate() {
             let Some(x) = v.as_f64() else {
@@ -90,7 +98,10 @@ fn parse_json(bytes: &[u8], dim: Option<usize>) -> anyhow::Result<Rows> {
 
 pub fn write_rows(path: &Path, values: &[f32], dim: usize) -> anyhow::Result<()> {
     let bytes = if is_f32(path) {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
     } else {
         let rows: Vec<&[f32]> = values.chunks_exact(dim).collect();
         let mut b = serde_json::to_vec(&rows)?;

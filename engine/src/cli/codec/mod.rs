@@ -64,7 +64,9 @@ pub(crate) fn parse_rotation(s: &str) -> Result<Rotation, String> {
     match s {
         "reference" => Ok(Rotation::Reference),
         "fast" => Ok(Rotation::Fast),
-        other => Err(format!("unknown rotation `{other}` (expected reference or fast)")),
+        other => Err(format!(
+            "unknown rotation `{other}` (expected reference or fast)"
+        )),
     }
 }
 
