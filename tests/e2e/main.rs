@@ -1,1 +1,15 @@
+//! End-to-end tests: the real `macbridge`, `macbridge-runner`, `kakeya` and `evidence-gate`
+//! binaries against real bare repositories. Build first:
+//!
+//! ```text
+//! cargo build --release --workspace && cargo test --release -p macbridge-e2e
+//! ```
 
+mod client_cli;
+mod evidence_gate;
+mod forgery;
+mod happy;
+mod harness;
+mod refusals_manifest;
+mod refusals_policy;
+mod refusals_signature;

@@ -1,1 +1,24 @@
-//! helpers
+//! Harness for the macbridge end-to-end tests.
+//!
+//! Everything here drives the *real* binaries (`macbridge`, `macbridge-runner`, `kakeya`,
+//! `evidence-gate`) from the cargo target folder that holds the test executable, against real
+//! bare git repositories in a per-test temporary folder. Hostile requests are crafted without
+//! any macbridge code: `git` plumbing builds the commits, `ssh-keygen -Y sign` signs them, and
+//! the canonical JSON and request id are computed here from the protocol's written rules. That
+//! makes the suite an interoperability test of the protocol as well.
+//!
+//! * [`bins`]: locating the binaries.
+//! * [`proc`]: running processes with deadlines, background processes that never leak.
+//! * [`gitx`]: git plumbing and bus inspection.
+//! * [`craft`]: canonical JSON, timestamps, manifests, `ssh-keygen` signatures.
+//! * [`world`]: one isolated bus + keys + runner config per test.
+
+pub mod bins;
+pub mod craft;
+pub mod gitx;
+pub mod proc;
+pub mod world;
+
+pub use craft::{Draft, Sealed};
+pub use proc::{Background, Finished};
+pub use world::{KeyPair, RunnerSetup, World};
