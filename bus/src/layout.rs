@@ -5,10 +5,21 @@
 //!                                          result commits fast-forwarded on top
 //! refs/mac-bridge/claims/<request_id>      lease chain: the claim and each renewal, a commit
 //!                                          each; its existence is the replay ledger
+//! refs/mac-bridge/runners/<runner_id>      presence: labels and last-seen time of a runner
+//! refs/mac-bridge/archive                  finished requests moved off the live refs
 //! ```
 
 /// Glob for every request branch.
 pub const REQUEST_GLOB: &str = "refs/heads/mac-bridge/*";
+/// Prefix of runner presence refs (`<prefix><runner_id>`).
+pub const RUNNER_PREFIX: &str = "refs/mac-bridge/runners/";
+/// Glob for every runner presence ref.
+pub const RUNNER_GLOB: &str = "refs/mac-bridge/runners/*";
+/// The archive of finished requests: one commit chain, one folder per request.
+pub const ARCHIVE_REF: &str = "refs/mac-bridge/archive";
+pub const RUNNER_JSON: &str = "runner.json";
+pub const RUNNER_SIG: &str = "runner.sig";
+
 /// Prefix of claim (lease) refs.
 pub const CLAIM_PREFIX: &str = "refs/mac-bridge/claims/";
 /// Glob for every claim ref.

@@ -18,3 +18,5 @@ pub mod lease;
 pub mod status;
 pub mod submit;
 pub mod view;
+pub mod presence;
+pub mod archive;

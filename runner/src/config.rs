@@ -47,6 +47,12 @@ pub struct Config {
     /// How long finished job folders (and bus refs) are kept.
     #[serde(default = "default_retention")]
     pub retention_seconds: f64,
+    /// How often the runner refreshes its presence record on the bus.
+    #[serde(default = "default_presence")]
+    pub presence_seconds: f64,
+    /// How often old finished requests are archived and old job folders removed.
+    #[serde(default = "default_cleanup")]
+    pub cleanup_seconds: f64,
     /// Bytes of each of stdout and stderr published with a result.
     #[serde(default = "default_log_cap")]
     pub log_cap_bytes: u64,
@@ -75,6 +81,12 @@ fn default_attempts() -> u32 {
 }
 fn default_retention() -> f64 {
     7.0 * 24.0 * 3600.0
+}
+fn default_presence() -> f64 {
+    300.0
+}
+fn default_cleanup() -> f64 {
+    3600.0
 }
 fn default_log_cap() -> u64 {
     256 * 1024
@@ -132,6 +144,8 @@ impl Config {
             ("lease_seconds", self.lease_seconds),
             ("heartbeat_seconds", self.heartbeat_seconds),
             ("kill_grace_seconds", self.kill_grace_seconds),
+            ("presence_seconds", self.presence_seconds),
+            ("cleanup_seconds", self.cleanup_seconds),
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -144,6 +158,9 @@ impl Config {
                 self.heartbeat_seconds,
                 self.lease_seconds
             );
+        }
+        if !(self.retention_seconds.is_finite() && self.retention_seconds >= 0.0) {
+            bail!("retention_seconds must be zero or a positive number of seconds");
         }
         if self.max_attempts == 0 {
             bail!("max_attempts must be at least 1");

@@ -32,6 +32,8 @@ pub enum Tick {
     Cancel,
     /// The lease was lost: stop the job, publish nothing.
     Abandon,
+    /// The runner is shutting down: stop the job and give the request back.
+    Release,
 }
 
 /// How a job ended.
@@ -42,6 +44,7 @@ pub enum Ending {
     TimedOut,
     Cancelled,
     Abandoned,
+    Released,
     OutputLimit,
 }
 
@@ -97,6 +100,10 @@ pub fn run(spec: &JobSpec, mut tick: impl FnMut() -> Tick) -> std::io::Result<Ou
                     }
                     Tick::Abandon => {
                         stop = Some((Ending::Abandoned, now, 0));
+                        signal_group(pgid, libc::SIGINT);
+                    }
+                    Tick::Release => {
+                        stop = Some((Ending::Released, now, 0));
                         signal_group(pgid, libc::SIGINT);
                     }
                 }

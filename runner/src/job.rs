@@ -2,7 +2,7 @@
 //! judge the reports, and publish the result.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use macbridge_bus::git::Oid;
@@ -101,30 +101,65 @@ pub fn run(
         grace: Duration::from_secs_f64(runner.config.kill_grace_seconds),
         stdout_path: job_dir.join("stdout.log"),
         stderr_path: job_dir.join("stderr.log"),
-        tick_every: Duration::from_secs_f64(runner.config.heartbeat_seconds),
+        tick_every: Duration::from_secs_f64(
+            runner
+                .config
+                .poll_seconds
+                .min(runner.config.heartbeat_seconds)
+                .clamp(0.05, 10.0),
+        ),
         max_output_bytes: runner.config.log_cap_bytes.saturating_mul(256).max(64 << 20),
     };
+    let heartbeat = Duration::from_secs_f64(runner.config.heartbeat_seconds);
+    let mut last_renewal = Instant::now();
     let outcome = exec::run(&spec, || {
-        let tail = exec::tail(&spec.stderr_path, HEARTBEAT_TAIL_BYTES / 2)
-            + &exec::tail(&spec.stdout_path, HEARTBEAT_TAIL_BYTES / 2);
-        match runner.renew(&handle, LeaseState::Running, Some(&tail)) {
-            Ok(Some(renewed)) => handle = renewed,
-            Ok(None) => {
-                warn!(request_id = %request_id, "lease lost: stopping the job, publishing nothing");
-                return Tick::Abandon;
+        // Renewals are pushes and cost a hosted remote's push budget: only every heartbeat.
+        // Cancel checks are fetches and cheap: every tick.
+        if last_renewal.elapsed() >= heartbeat {
+            let tail = exec::tail(&spec.stderr_path, HEARTBEAT_TAIL_BYTES / 2)
+                + &exec::tail(&spec.stdout_path, HEARTBEAT_TAIL_BYTES / 2);
+            match runner.renew(&handle, LeaseState::Running, Some(&tail)) {
+                Ok(Some(renewed)) => {
+                    handle = renewed;
+                    last_renewal = Instant::now();
+                }
+                Ok(None) => {
+                    warn!(request_id = %request_id, "lease lost: stopping the job, publishing nothing");
+                    return Tick::Abandon;
+                }
+                // A transport hiccup: keep going and try again at the next tick. If the lease
+                // expires meanwhile and someone re-claims, the next renewal is rejected.
+                Err(e) => {
+                    warn!(request_id = %request_id, error = %format!("{e:#}"), "heartbeat failed")
+                }
             }
-            // A transport hiccup: keep going; the next heartbeat tries again. If the
-            // lease expires meanwhile and someone re-claims, that renewal is rejected.
-            Err(e) => warn!(request_id = %request_id, error = %format!("{e:#}"), "heartbeat failed"),
         }
         if cancel_requested(runner, &req.branch) {
             info!(request_id = %request_id, "cancel requested: stopping the job");
             return Tick::Cancel;
         }
+        if crate::stop_requested() {
+            info!(request_id = %request_id, "runner stopping: releasing the job");
+            return Tick::Release;
+        }
         Tick::Continue
     })
     .with_context(|| format!("starting {:?}", spec.argv.first()))?;
     if outcome.ending == Ending::Abandoned {
+        return Ok(Handled::Lost);
+    }
+    if outcome.ending == Ending::Released {
+        // Give the request back so another runner (or this one, restarted) takes it at once
+        // instead of waiting for the lease to expire. Its partial output is not published.
+        let _ = macbridge_bus::lease::renew(
+            &runner.bus,
+            &runner.identity,
+            &handle,
+            LeaseState::Released,
+            runner.config.lease_seconds,
+            None,
+            Some("runner shut down during the job".to_string()),
+        );
         return Ok(Handled::Lost);
     }
     let finished_at = clock::format(clock::now());
@@ -200,7 +235,9 @@ fn judge(
             ResultState::Failed,
             Some("stopped: the job's output exceeded the runner's limit".to_string()),
         ),
-        Ending::Abandoned => (ResultState::Failed, Some("lease lost".to_string())),
+        Ending::Abandoned | Ending::Released => {
+            (ResultState::Failed, Some("lease lost".to_string()))
+        }
     }
 }
 

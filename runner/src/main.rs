@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 mod config;
 mod exec;
+mod housekeeping;
 mod job;
 mod publish;
 mod runner;
@@ -53,9 +54,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Archive finished requests past retention_seconds and remove old job folders, now.
+    Cleanup {
+        /// Runner config (YAML).
+        #[arg(long, env = "MACBRIDGE_RUNNER_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Whether SIGINT or SIGTERM asked the runner to stop.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -86,6 +100,7 @@ fn main() -> ExitCode {
             branch,
             json,
         } => once(&config, branch.as_deref(), json),
+        Command::Cleanup { config, json } => cleanup(&config, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +125,9 @@ fn once(config: &std::path::Path, branch: Option<&str>, json: bool) -> anyhow::R
         ),
         None => None,
     };
+    let started_at = macbridge_bus::clock::format(macbridge_bus::clock::now());
+    housekeeping::recover(&runner)?;
+    housekeeping::announce(&runner, &started_at);
     let handled = runner.scan(only.as_deref())?;
     if json {
         let list: Vec<_> = handled
@@ -125,6 +143,27 @@ fn once(config: &std::path::Path, branch: Option<&str>, json: bool) -> anyhow::R
             let (outcome, detail) = describe(h);
             println!("{}\t{outcome}\t{detail}", macbridge_bus::layout::short_branch(branch));
         }
+    }
+    Ok(())
+}
+
+fn cleanup(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let runner = load(config)?;
+    let cleaned = housekeeping::cleanup(&runner)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "archived": cleaned.archived,
+                "claims_deleted": cleaned.claims_deleted,
+                "job_dirs_removed": cleaned.job_dirs_removed,
+            })
+        );
+    } else {
+        println!(
+            "archived {} finished request(s), deleted {} claim ref(s), removed {} job folder(s)",
+            cleaned.archived, cleaned.claims_deleted, cleaned.job_dirs_removed
+        );
     }
     Ok(())
 }
@@ -148,8 +187,28 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
         labels = ?runner.config.labels,
         "serving"
     );
+    let started_at = macbridge_bus::clock::format(macbridge_bus::clock::now());
+    match housekeeping::recover(&runner) {
+        Ok(0) => {}
+        Ok(n) => info!(released = n, "gave back claims left by an earlier run"),
+        Err(e) => warn!(error = %format!("{e:#}"), "could not check for claims left by an earlier run"),
+    }
+    let presence_every = Duration::from_secs_f64(runner.config.presence_seconds);
+    let cleanup_every = Duration::from_secs_f64(runner.config.cleanup_seconds);
+    let mut last_presence: Option<std::time::Instant> = None;
+    let mut last_cleanup = std::time::Instant::now();
     let mut failures = 0u32;
     while !STOP.load(Ordering::SeqCst) {
+        if last_presence.is_none_or(|t| t.elapsed() >= presence_every) {
+            housekeeping::announce(&runner, &started_at);
+            last_presence = Some(std::time::Instant::now());
+        }
+        if last_cleanup.elapsed() >= cleanup_every {
+            if let Err(e) = housekeeping::cleanup(&runner) {
+                warn!(error = %format!("{e:#}"), "clean-up failed");
+            }
+            last_cleanup = std::time::Instant::now();
+        }
         match runner.scan(None) {
             Ok(handled) => {
                 failures = 0;

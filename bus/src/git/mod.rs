@@ -187,22 +187,31 @@ impl Bus {
         push_outcome(command::run(&self.cache_path, &args, self.timeout))
     }
 
-    /// Delete remote refs (used by retention clean-up). Each deletion names the value it
-    /// expects, so a ref that moved in the meantime is left alone.
-    pub fn delete(&self, refs: &[(String, Oid)]) -> Result<PushOutcome, GitError> {
-        if refs.is_empty() {
+    /// Update some refs and delete others in one atomic push (used by retention clean-up).
+    /// Each deletion names the value it expects, so a ref that moved meanwhile is left alone
+    /// and, the push being atomic, nothing else changes either.
+    pub fn push_and_delete(
+        &self,
+        updates: &[PushUpdate],
+        deletions: &[(String, Oid)],
+    ) -> Result<PushOutcome, GitError> {
+        if updates.is_empty() && deletions.is_empty() {
             return Ok(PushOutcome::Accepted);
         }
-        let leases: Vec<String> = refs
+        let leases: Vec<String> = deletions
             .iter()
             .map(|(r, oid)| format!("--force-with-lease={r}:{oid}"))
             .collect();
-        let deletions: Vec<String> = refs.iter().map(|(r, _)| format!(":{r}")).collect();
-        let mut args = vec!["push", "--porcelain", "--no-verify"];
+        let mut specs: Vec<String> = updates
+            .iter()
+            .map(|u| format!("{}:{}", u.src, u.dst))
+            .collect();
+        specs.extend(deletions.iter().map(|(r, _)| format!(":{r}")));
+        let mut args = vec!["push", "--porcelain", "--no-verify", "--atomic"];
         args.extend(leases.iter().map(String::as_str));
         args.push("--");
         args.push(self.remote.as_str());
-        args.extend(deletions.iter().map(String::as_str));
+        args.extend(specs.iter().map(String::as_str));
         push_outcome(command::run(&self.cache_path, &args, self.timeout))
     }
 }

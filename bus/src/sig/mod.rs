@@ -44,3 +44,5 @@ pub const RESULT_NAMESPACE: &str = "macbridge-result-v1";
 pub const CANCEL_NAMESPACE: &str = "macbridge-cancel-v1";
 /// Namespace of runner signatures over claim records.
 pub const CLAIM_NAMESPACE: &str = "macbridge-claim-v1";
+/// Namespace of runner signatures over presence records (`runner.json`).
+pub const PRESENCE_NAMESPACE: &str = "macbridge-runner-v1";
