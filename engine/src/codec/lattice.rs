@@ -86,6 +86,108 @@ pub fn closest_e8(y: &[f32; 8]) -> [f32; 8] {
     }
 }
 
+/// Eight blocks side by side, coordinate-major: `y[c][l]` is coordinate `c` of block `l`.
+/// Every step below is then the same operation on 8 independent lanes, which the compiler
+/// turns into straight-line SIMD with no data-dependent branches (the scalar search above
+/// branches on parity, argmax and coset choice, which are random per block).
+pub type Lanes = [f32; 8];
+
+/// [`closest_dn`] on eight blocks at once; identical results lane by lane, except that a
+/// coordinate of −0.0 may come back as +0.0 (equal as numbers).
+#[inline(always)]
+pub fn closest_dn_lanes<const N: usize>(y: &[Lanes; N]) -> [Lanes; N] {
+    let mut f = [[0.0f32; 8]; N];
+    let mut a = [[0.0f32; 8]; N];
+    for c in 0..N {
+        for l in 0..8 {
+            f[c][l] = y[c][l].round_ties_even();
+            a[c][l] = (y[c][l] - f[c][l]).abs();
+        }
+    }
+    let mut sum = [0.0f32; 8];
+    for l in 0..8 {
+        sum[l] = if N == 8 {
+            ((f[0][l] + f[1][l]) + (f[2][l] + f[3][l])) + ((f[4][l] + f[5][l]) + (f[6][l] + f[7][l]))
+        } else {
+            let mut acc = 0.0f32;
+            for row in f.iter() {
+                acc += row[l];
+            }
+            acc
+        };
+    }
+    let mut m = a[0];
+    for row in a.iter().skip(1) {
+        for l in 0..8 {
+            m[l] = if row[l] > m[l] { row[l] } else { m[l] };
+        }
+    }
+    // Scan from the last coordinate so the first index holding the maximum wins.
+    let mut k = [0u32; 8];
+    let mut dk = [0.0f32; 8];
+    for c in (0..N).rev() {
+        for l in 0..8 {
+            let hit = a[c][l] == m[l];
+            k[l] = if hit { c as u32 } else { k[l] };
+            dk[l] = if hit { y[c][l] - f[c][l] } else { dk[l] };
+        }
+    }
+    let mut step = [0.0f32; 8];
+    for l in 0..8 {
+        // |sum| ≤ 8·(MAX_Q + 1) < 2²⁴: the float sum is exact and fits an i32.
+        let odd = (sum[l] as i32) & 1 != 0;
+        let sign = if dk[l] >= 0.0 { 1.0 } else { -1.0 };
+        step[l] = if odd { sign } else { 0.0 };
+    }
+    for (c, row) in f.iter_mut().enumerate() {
+        for l in 0..8 {
+            row[l] += if k[l] == c as u32 { step[l] } else { 0.0 };
+        }
+    }
+    f
+}
+
+/// [`closest_e8`] on eight blocks at once (see [`closest_dn_lanes`]).
+#[inline(always)]
+pub fn closest_e8_lanes(y: &[Lanes; 8]) -> [Lanes; 8] {
+    let a = closest_dn_lanes(y);
+    let mut shifted = [[0.0f32; 8]; 8];
+    for c in 0..8 {
+        for l in 0..8 {
+            shifted[c][l] = y[c][l] - 0.5;
+        }
+    }
+    let mut b = closest_dn_lanes(&shifted);
+    for row in b.iter_mut() {
+        for v in row.iter_mut() {
+            *v += 0.5;
+        }
+    }
+    let dist = |p: &[Lanes; 8]| {
+        let mut e = [[0.0f32; 8]; 8];
+        for c in 0..8 {
+            for l in 0..8 {
+                let d = y[c][l] - p[c][l];
+                e[c][l] = d * d;
+            }
+        }
+        let mut out = [0.0f32; 8];
+        for l in 0..8 {
+            out[l] = ((e[0][l] + e[1][l]) + (e[2][l] + e[3][l]))
+                + ((e[4][l] + e[5][l]) + (e[6][l] + e[7][l]));
+        }
+        out
+    };
+    let (da, db) = (dist(&a), dist(&b));
+    let mut out = [[0.0f32; 8]; 8];
+    for c in 0..8 {
+        for l in 0..8 {
+            out[c][l] = if da[l] <= db[l] { a[c][l] } else { b[c][l] };
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +209,43 @@ mod tests {
         assert_eq!(closest_d8(&y), [0.0, 2.0, 2.0, 0.0, -2.0, -2.0, 4.0, 0.0]);
         assert_eq!(closest_e8(&y), [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 0.5]);
         assert_eq!(closest_d4(&[2.5, 0.0, 0.0, 0.0]), [2.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn lanes_match_scalar() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for round in 0..4000 {
+            let mut y = [[0.0f32; 8]; 8];
+            for c in 0..8 {
+                for l in 0..8 {
+                    let v = next() * 40.0;
+                    // Every fourth round uses exact halves and integers to hit the tie rules.
+                    y[c][l] = if round % 4 == 0 { (v * 2.0).round() / 2.0 } else { v };
+                }
+            }
+            let e = closest_e8_lanes(&y);
+            let d = closest_dn_lanes(&y);
+            let mut y4 = [[0.0f32; 8]; 4];
+            y4.copy_from_slice(&y[..4]);
+            let d4 = closest_dn_lanes(&y4);
+            for l in 0..8 {
+                let col: [f32; 8] = std::array::from_fn(|c| y[c][l]);
+                let se = closest_e8(&col);
+                let sd = closest_d8(&col);
+                let s4 = closest_d4(&[col[0], col[1], col[2], col[3]]);
+                for c in 0..8 {
+                    assert_eq!(e[c][l], se[c], "E8 {col:?}");
+                    assert_eq!(d[c][l], sd[c], "D8 {col:?}");
+                }
+                for c in 0..4 {
+                    assert_eq!(d4[c][l], s4[c], "D4 {col:?}");
+                }
+            }
+        }
     }
 
     #[test]

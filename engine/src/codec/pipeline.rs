@@ -6,7 +6,7 @@
 use half::f16;
 
 use super::hadamard::{Rotation, Rotator};
-use super::lattice::{closest_d4, closest_e8};
+use super::lattice::{Lanes, closest_dn_lanes, closest_e8_lanes};
 use super::{CodecError, Variant, validate};
 
 /// float32 machine epsilon, 2⁻²³: the floor for ‖x‖ and qmax so a zero row stays zero
@@ -147,30 +147,40 @@ impl Codec {
         for zi in z.iter_mut() {
             *zi /= s;
         }
-        let (lo, hi) = (-self.q_f32, self.q_f32);
         match self.variant {
-            Variant::E8 => {
-                for block in z.chunks_exact_mut(8) {
-                    let mut y = [0.0f32; 8];
-                    y.copy_from_slice(block);
-                    let p = closest_e8(&y);
-                    for (b, v) in block.iter_mut().zip(p) {
-                        *b = v.clamp(lo, hi);
-                    }
+            Variant::E8 => self.search_groups::<8>(z),
+            Variant::D4 => self.search_groups::<4>(z),
+        }
+        Side { norm, qmax: qmax16 }
+    }
+
+    /// Steps 6–7: closest point and clamp for every block, eight blocks at a time in lanes
+    /// (a short last group is padded with zero blocks whose results are dropped).
+    #[inline(always)]
+    fn search_groups<const N: usize>(&self, z: &mut [f32]) {
+        let (lo, hi) = (-self.q_f32, self.q_f32);
+        for group in z.chunks_mut(8 * N) {
+            let blocks = group.len() / N;
+            let mut y = [[0.0f32; 8]; N];
+            for l in 0..blocks {
+                for c in 0..N {
+                    y[c][l] = group[l * N + c];
                 }
             }
-            Variant::D4 => {
-                for block in z.chunks_exact_mut(4) {
-                    let mut y = [0.0f32; 4];
-                    y.copy_from_slice(block);
-                    let p = closest_d4(&y);
-                    for (b, v) in block.iter_mut().zip(p) {
-                        *b = v.clamp(lo, hi);
-                    }
+            let p: [Lanes; N] = if N == 8 {
+                let mut y8 = [[0.0f32; 8]; 8];
+                y8.copy_from_slice(&y[..8]);
+                let e = closest_e8_lanes(&y8);
+                std::array::from_fn(|c| e[c])
+            } else {
+                closest_dn_lanes(&y)
+            };
+            for l in 0..blocks {
+                for c in 0..N {
+                    group[l * N + c] = p[c][l].clamp(lo, hi);
                 }
             }
         }
-        Side { norm, qmax: qmax16 }
     }
 
     /// Steps 8–10 in place: lattice point `z` → reconstructed row.

@@ -83,6 +83,11 @@ fn bits(a: BitsArgs) -> anyhow::Result<()> {
     let bits = codec::bits(a.variant, a.dim, a.q)?;
     if a.json {
         let real = codec::bits::block_bits_real(a.variant, a.q as u32);
+        let packer = Codec::new(a.variant, a.dim, a.q)
+            .ok()
+            .and_then(|c| codec::Packer::new(c).ok());
+        let classes = packer.as_ref().map(|p| p.class_names());
+        let escape_bits = packer.as_ref().map(|p| p.escape_block_bits());
         println!(
             "{}",
             serde_json::json!({
@@ -91,6 +96,8 @@ fn bits(a: BitsArgs) -> anyhow::Result<()> {
                 "block_bits_real": real,
                 "bits_per_value": bits as f64 / a.dim as f64,
                 "compression_vs_bf16": 16.0 * a.dim as f64 / bits as f64,
+                "pack_code_classes": classes,
+                "pack_escape_block_bits": escape_bits,
             })
         );
     } else {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Codec benchmark: the Rust codec (`kakeya codec bench`) and a straightforward NumPy
+# implementation of the same pipeline, on the same rows, in one run. NumPy is installed
+# here, into a private venv, never in CI.
+#
+#   engine/benches/run_codec_bench.sh [ROWS] [Q] [OUT_DIR]
+set -euo pipefail
+ROWS=${1:-262144}
+Q=${2:-10}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${3:-$TARGET/codec-bench}
+VENV=$TARGET/codec-bench-venv
+mkdir -p "$OUT"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -c 'import numpy' 2>/dev/null || "$VENV/bin/pip" install -q numpy
+(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release -q -p kakeya-engine)
+"$TARGET/release/kakeya" codec bench --dim 128 --rows "$ROWS" --q "$Q" --repeats 3 \
+  --dump-rows "$OUT/rows.f32" --out "$OUT/codec_bench.json" | tee "$OUT/codec_bench.txt"
+"$VENV/bin/python" "$ROOT/engine/benches/numpy_codec.py" bench --rows "$OUT/rows.f32" --dim 128 \
+  --q "$Q" --repeats 3 --json "$OUT/numpy_codec.json" | tee "$OUT/numpy_codec.txt"
+"$VENV/bin/python" "$ROOT/engine/benches/numpy_codec.py" parity \
+  "$ROOT/../shared/vectors/kakeya_reference_vectors.json" | tail -1 || true
