@@ -128,7 +128,7 @@ fn once(config: &std::path::Path, branch: Option<&str>, json: bool) -> anyhow::R
     let started_at = macbridge_bus::clock::format(macbridge_bus::clock::now());
     housekeeping::recover(&runner)?;
     housekeeping::announce(&runner, &started_at);
-    let handled = runner.scan(only.as_deref())?;
+    let handled = runner.drain(only.as_deref())?;
     if json {
         let list: Vec<_> = handled
             .iter()

@@ -75,7 +75,8 @@ impl Runner {
         })
     }
 
-    /// Look at every request branch (or just `only`) once and handle what is pending.
+    /// Look at every request branch (or just `only`) and handle what is pending, stopping
+    /// after the first job that ran (see [`Runner::drain`] to go on until nothing is left).
     pub fn scan(&self, only: Option<&str>) -> anyhow::Result<Vec<(String, Handled)>> {
         let refs = self
             .bus
@@ -127,9 +128,36 @@ impl Runner {
                 Handled::Skipped(format!("error: {e:#}"))
             });
             debug!(branch = %branch, outcome = ?outcome, "handled");
+            let ran = matches!(outcome, Handled::Ran(_) | Handled::Lost);
             handled.push((branch, outcome));
+            // A job takes time: what this scan read about the other requests may be stale
+            // now, so stop here and let the caller scan afresh.
+            if ran {
+                break;
+            }
         }
         Ok(handled)
+    }
+
+    /// Scan repeatedly until a scan finds nothing more to do; returns everything handled.
+    pub fn drain(&self, only: Option<&str>) -> anyhow::Result<Vec<(String, Handled)>> {
+        let mut all = Vec::new();
+        loop {
+            let handled = self.scan(only)?;
+            let progressed = handled
+                .iter()
+                .any(|(_, h)| matches!(h, Handled::Ran(_) | Handled::Refused(_) | Handled::Lost));
+            for (branch, outcome) in handled {
+                // One line per branch: a later, more decisive outcome replaces an earlier skip.
+                match all.iter_mut().find(|(b, _): &&mut (String, Handled)| *b == branch) {
+                    Some(slot) => slot.1 = outcome,
+                    None => all.push((branch, outcome)),
+                }
+            }
+            if !progressed || crate::stop_requested() {
+                return Ok(all);
+            }
+        }
     }
 
     fn handle(&self, req: RequestOnBus) -> anyhow::Result<Handled> {
