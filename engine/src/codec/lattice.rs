@@ -107,7 +107,8 @@ pub fn closest_dn_lanes<const N: usize>(y: &[Lanes; N]) -> [Lanes; N] {
     let mut sum = [0.0f32; 8];
     for l in 0..8 {
         sum[l] = if N == 8 {
-            ((f[0][l] + f[1][l]) + (f[2][l] + f[3][l])) + ((f[4][l] + f[5][l]) + (f[6][l] + f[7][l]))
+            ((f[0][l] + f[1][l]) + (f[2][l] + f[3][l]))
+                + ((f[4][l] + f[5][l]) + (f[6][l] + f[7][l]))
         } else {
             let mut acc = 0.0f32;
             for row in f.iter() {
@@ -215,16 +216,22 @@ mod tests {
     fn lanes_match_scalar() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
         for round in 0..4000 {
             let mut y = [[0.0f32; 8]; 8];
-            for c in 0..8 {
-                for l in 0..8 {
+            for row in y.iter_mut() {
+                for cell in row.iter_mut() {
                     let v = next() * 40.0;
                     // Every fourth round uses exact halves and integers to hit the tie rules.
-                    y[c][l] = if round % 4 == 0 { (v * 2.0).round() / 2.0 } else { v };
+                    *cell = if round % 4 == 0 {
+                        (v * 2.0).round() / 2.0
+                    } else {
+                        v
+                    };
                 }
             }
             let e = closest_e8_lanes(&y);
