@@ -65,9 +65,12 @@ pub fn open_bus(remote: &str) -> anyhow::Result<(Bus, ClientLock)> {
     let lock_path = root.join(format!("{key}.lock"));
     let lock = File::create(&lock_path)
         .with_context(|| format!("creating lock {}", lock_path.display()))?;
-    let bus = Bus::open(&remote, &root.join(format!("{key}.git")))
+    let lock = ClientLock(lock);
+    // Two clients starting at once must not both create the cache repository.
+    let bus = lock
+        .with(|| Bus::open(&remote, &root.join(format!("{key}.git"))))
         .with_context(|| format!("opening the cache for {remote}"))?;
-    Ok((bus, ClientLock(lock)))
+    Ok((bus, lock))
 }
 
 /// Serialises fetches into one cache between concurrent client processes.

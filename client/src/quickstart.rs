@@ -12,8 +12,9 @@ use crate::common;
 use crate::request::{self, RequestArgs};
 use crate::wait::{self, WaitOptions};
 
-/// The preset the quickstart runs.
-const PRESET: &str = "env-probe";
+/// The preset the quickstart runs: the codec evaluation, small enough for a laptop CPU.
+const PRESET: &str = "codec-eval";
+const PRESET_PARAMS: &[&str] = &["rows=2048", "seed=7"];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -150,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         &RequestArgs {
             key: &requester,
             preset: PRESET,
-            params: &[],
+            params: &PRESET_PARAMS.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             labels: &[],
             expires_in: 600,
             workload: None,
@@ -179,8 +180,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         println!();
         wait::print_summary(&report);
-        if let Some(env) = report_device(&out) {
-            println!("engine:     {env}");
+        if let Some(lines) = report_summary(&out) {
+            for line in lines {
+                println!("{line}");
+            }
         }
     }
     let code = report.exit_code();
@@ -204,19 +207,42 @@ fn step(msg: &str) {
     eprintln!("==> {msg}");
 }
 
-/// A line describing what the engine found, from the env-probe report.
-fn report_device(out: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(out.join("results").join("env_probe.json")).ok()?;
+/// What the engine measured, from the codec-eval report: provenance and one line per arm
+/// on the Gaussian source.
+fn report_summary(out: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(out.join("results").join("codec_eval.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let p = &v["provenance"];
-    Some(format!(
-        "kakeya {} on {} ({} {}, {} cpus)",
+    let mut lines = vec![format!(
+        "engine:     kakeya {} on {} ({} {}, {} cpus), D={} rows={} seed={}",
         p["engine_version"].as_str().unwrap_or("?"),
         p["device"].as_str().unwrap_or("?"),
         p["host"]["os"].as_str().unwrap_or("?"),
         p["host"]["arch"].as_str().unwrap_or("?"),
-        p["host"]["cpus"]
-    ))
+        p["host"]["cpus"],
+        v["dim"],
+        v["rows"],
+        v["seed"],
+    )];
+    let source = v["sources"].as_array()?.first()?;
+    lines.push(format!(
+        "            {:<12} {:>10} {:>10} {:>11}  (source: {})",
+        "arm",
+        "bits/val",
+        "packed",
+        "rel-MSE",
+        source["source"].as_str().unwrap_or("?")
+    ));
+    for arm in source["arms"].as_array()? {
+        lines.push(format!(
+            "            {:<12} {:>10.3} {:>10.3} {:>11.3e}",
+            arm["arm"].as_str().unwrap_or("?"),
+            arm["accounted_bits_per_value"].as_f64().unwrap_or(f64::NAN),
+            arm["packed_bits_per_value"].as_f64().unwrap_or(f64::NAN),
+            arm["rel_mse"].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    Some(lines)
 }
 
 /// The runner and engine binaries beside this one. Under `cargo run` they may not be built

@@ -88,9 +88,9 @@ pub fn run(
     )
     .with_context(|| format!("writing {}", job_dir.join("job.json").display()))?;
 
-    let Some(mut handle) = runner.renew(&handle, LeaseState::Running, None)? else {
-        return Ok(Handled::Lost);
-    };
+    // The lease stays `claimed` until the first heartbeat marks it `running`: one push per job
+    // saved, which matters on a hosted remote's push budget.
+    let mut handle = handle;
     let started_at = clock::format(clock::now());
     info!(request_id = %request_id, argv = ?argv, "starting job");
     let spec = JobSpec {
@@ -146,7 +146,7 @@ pub fn run(
     })
     .with_context(|| format!("starting {:?}", spec.argv.first()))?;
     if outcome.ending == Ending::Abandoned {
-        return Ok(Handled::Lost);
+        return Ok(Handled::Abandoned);
     }
     if outcome.ending == Ending::Released {
         // Give the request back so another runner (or this one, restarted) takes it at once
@@ -160,7 +160,7 @@ pub fn run(
             None,
             Some("runner shut down during the job".to_string()),
         );
-        return Ok(Handled::Lost);
+        return Ok(Handled::Abandoned);
     }
     let finished_at = clock::format(clock::now());
     let timings = Timings {
@@ -189,7 +189,11 @@ pub fn run(
             out_dir: &out,
         },
     )?;
-    Ok(if published { Handled::Ran(state) } else { Handled::Lost })
+    Ok(if published {
+        Handled::Ran(state)
+    } else {
+        Handled::Abandoned
+    })
 }
 
 fn prepare_workspace(

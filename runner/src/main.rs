@@ -173,7 +173,11 @@ fn describe(h: &Handled) -> (&'static str, String) {
         Handled::Skipped(why) => ("skipped", why.clone()),
         Handled::Refused(why) => ("refused", why.clone()),
         Handled::Ran(state) => ("ran", state.as_str().to_string()),
-        Handled::Lost => ("lost", "another runner holds it".to_string()),
+        Handled::Lost => ("lost", "another runner claimed it first".to_string()),
+        Handled::Abandoned => (
+            "abandoned",
+            "the lease was lost or the runner stopped mid-job; nothing published".to_string(),
+        ),
     }
 }
 
@@ -215,7 +219,7 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
                 // Work was done: look again at once, so a burst drains without poll gaps.
                 if handled
                     .iter()
-                    .any(|(_, h)| matches!(h, Handled::Ran(_) | Handled::Refused(_)))
+                    .any(|(_, h)| matches!(h, Handled::Ran(_) | Handled::Refused(_) | Handled::Lost))
                 {
                     continue;
                 }

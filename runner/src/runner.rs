@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 use macbridge_bus::git::Bus;
 use macbridge_bus::lease::{self, LeaseHandle, LeaseOutcome, RunnerIdentity};
 use macbridge_bus::records::{LeaseState, ResultState};
@@ -26,8 +27,10 @@ pub enum Handled {
     Refused(String),
     /// Ran and published a result in this state.
     Ran(ResultState),
-    /// Lost the claim race or the lease mid-job; nothing published.
+    /// Lost the claim race: another runner has it.
     Lost,
+    /// Started, then lost the lease (or was told to stop): nothing published.
+    Abandoned,
 }
 
 pub struct Runner {
@@ -84,6 +87,13 @@ impl Runner {
             .context("listing the bus")?;
         let mut branches = Vec::new();
         let mut to_fetch = Vec::new();
+        // Claims as they are on the remote right now; a claim ref deleted on the remote may
+        // still linger in the cache, so the cache alone is not consulted.
+        let claims: BTreeSet<String> = refs
+            .iter()
+            .filter(|(n, _)| n.starts_with(layout::CLAIM_PREFIX))
+            .map(|(n, _)| n.clone())
+            .collect();
         for (name, oid) in &refs {
             let is_branch = name.starts_with("refs/heads/mac-bridge/");
             if is_branch {
@@ -101,7 +111,9 @@ impl Runner {
             }
         }
         self.bus.fetch(&to_fetch).context("fetching the bus")?;
-        // Oldest request first, so a burst drains in order.
+        // Oldest first, so a burst drains in order; among requests issued in the same second
+        // each runner uses its own order, so racing runners spread over the burst instead of
+        // all fighting for the same request.
         let mut pending = Vec::new();
         for (branch, oid) in branches {
             match view::read_request(&self.bus, &branch)? {
@@ -114,7 +126,10 @@ impl Runner {
                         .as_ref()
                         .map(|m| m.issued_at.clone())
                         .unwrap_or_default();
-                    pending.push((issued, req));
+                    let spread = hex::encode(Sha256::digest(
+                        format!("{}\n{branch}", self.config.runner_id).as_bytes(),
+                    ));
+                    pending.push(((issued, spread), req));
                 }
                 None => {}
             }
@@ -123,12 +138,12 @@ impl Runner {
         let mut handled = Vec::new();
         for (_, req) in pending {
             let branch = req.branch.clone();
-            let outcome = self.handle(req).unwrap_or_else(|e| {
+            let outcome = self.handle(req, &claims).unwrap_or_else(|e| {
                 warn!(branch = %branch, error = %format!("{e:#}"), "could not handle request");
                 Handled::Skipped(format!("error: {e:#}"))
             });
             debug!(branch = %branch, outcome = ?outcome, "handled");
-            let ran = matches!(outcome, Handled::Ran(_) | Handled::Lost);
+            let ran = matches!(outcome, Handled::Ran(_) | Handled::Abandoned);
             handled.push((branch, outcome));
             // A job takes time: what this scan read about the other requests may be stale
             // now, so stop here and let the caller scan afresh.
@@ -146,7 +161,12 @@ impl Runner {
             let handled = self.scan(only)?;
             let progressed = handled
                 .iter()
-                .any(|(_, h)| matches!(h, Handled::Ran(_) | Handled::Refused(_) | Handled::Lost));
+                .any(|(_, h)| {
+                    matches!(
+                        h,
+                        Handled::Ran(_) | Handled::Refused(_) | Handled::Lost | Handled::Abandoned
+                    )
+                });
             for (branch, outcome) in handled {
                 // One line per branch: a later, more decisive outcome replaces an earlier skip.
                 match all.iter_mut().find(|(b, _): &&mut (String, Handled)| *b == branch) {
@@ -160,7 +180,7 @@ impl Runner {
         }
     }
 
-    fn handle(&self, req: RequestOnBus) -> anyhow::Result<Handled> {
+    fn handle(&self, req: RequestOnBus, claims: &BTreeSet<String>) -> anyhow::Result<Handled> {
         let now = clock::now();
         let verified = match verify::verify_request(
             &req.branch,
@@ -208,8 +228,13 @@ impl Runner {
             return Ok(Handled::Refused(reason));
         }
         let request_id = verified.manifest.request_id.clone();
-        self.bus.fetch(&self.existing_claim(&request_id)?)?;
-        let previous = view::read_lease(&self.bus, &request_id)?;
+        // The scan fetched every claim it listed. A claim made since then makes our create-only
+        // push fail, and a lease renewed since then makes our re-claim fail: both are `Lost`.
+        let previous = if claims.contains(&layout::claim_ref(&request_id)) {
+            view::read_lease(&self.bus, &request_id)?
+        } else {
+            None
+        };
         let mut reclaim = None;
         if let Some(prev) = &previous {
             match &prev.lease {
@@ -283,16 +308,6 @@ impl Runner {
             return Ok(Handled::Ran(ResultState::Cancelled));
         }
         job::run(self, &req, verified, handle)
-    }
-
-    fn existing_claim(&self, request_id: &str) -> anyhow::Result<Vec<String>> {
-        let claim = layout::claim_ref(request_id);
-        let found = self.bus.ls_remote(&[claim.as_str()])?;
-        Ok(found
-            .into_iter()
-            .filter(|(name, oid)| name == &claim && self.bus.fetched(name) != Some(*oid))
-            .map(|(name, _)| name)
-            .collect())
     }
 
     /// Renew `handle`, reporting whether the lease is still ours.

@@ -77,7 +77,8 @@ impl Bus {
                     path: cache_path.display().to_string(),
                     source,
                 })?;
-                Repository::init_bare(cache_path)?
+                // Another process may have created it between our two calls.
+                Repository::init_bare(cache_path).or_else(|_| Repository::open_bare(cache_path))?
             }
         };
         Ok(Bus {
