@@ -82,6 +82,13 @@ impl Manifest {
     /// [`Manifest::check_times`], which needs a clock).
     pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
         let value = json::parse_strict(bytes, MAX_MANIFEST_BYTES)?;
+        // serde's message for a wrong type does not name the field; this one matters most.
+        if value.get("schema_version").is_some_and(|v| !v.is_u64()) {
+            return Err(field(
+                "schema_version",
+                format!("must be the integer {SCHEMA_VERSION}, not {}", value["schema_version"]),
+            ));
+        }
         let manifest: Manifest =
             serde_json::from_value(value).map_err(|e| ManifestError::Schema(e.to_string()))?;
         manifest.check_form()?;

@@ -26,6 +26,8 @@ pub struct RequestOnBus {
     /// The commit that introduced the manifest now on the branch.
     pub request_commit: Oid,
     pub manifest_bytes: Option<Vec<u8>>,
+    /// Size of a `request.json` too large to read (its bytes are then not loaded at all).
+    pub manifest_too_large: Option<usize>,
     pub signature: Option<Vec<u8>>,
     /// The manifest parsed without any trust decision; `Err` says why it does not parse.
     pub manifest: Result<Manifest, String>,
@@ -61,12 +63,18 @@ pub fn read_request(bus: &Bus, branch: &str) -> Result<Option<RequestOnBus>, Git
             other => other,
         }
     };
-    let manifest_bytes = read(tip, layout::REQUEST_JSON, MAX_MANIFEST_BYTES)?;
+    let (manifest_bytes, manifest_too_large) =
+        match read_blob(repo, tip, layout::REQUEST_JSON, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => (bytes, None),
+            Err(GitError::TooLarge { size, .. }) => (None, Some(size)),
+            Err(e) => return Err(e),
+        };
     let signature = read(tip, layout::REQUEST_SIG, MAX_SIG_BYTES)?;
     let request_commit = find_request_commit(bus, tip)?;
-    let manifest = match &manifest_bytes {
-        Some(bytes) => Manifest::parse(bytes).map_err(|e| e.to_string()),
-        None => Err("no .mac-bridge/request.json on the branch".to_string()),
+    let manifest = match (&manifest_bytes, manifest_too_large) {
+        (Some(bytes), _) => Manifest::parse(bytes).map_err(|e| e.to_string()),
+        (None, Some(size)) => Err(too_large_message(size)),
+        (None, None) => Err("no .mac-bridge/request.json on the branch".to_string()),
     };
     let cancel = read_signed(bus, tip, layout::CANCEL_JSON, layout::CANCEL_SIG)?;
     let result = read_signed(bus, tip, layout::RESULT_JSON, layout::RESULT_SIG)?;
@@ -75,11 +83,17 @@ pub fn read_request(bus: &Bus, branch: &str) -> Result<Option<RequestOnBus>, Git
         tip,
         request_commit,
         manifest_bytes,
+        manifest_too_large,
         signature,
         manifest,
         cancel,
         result,
     }))
+}
+
+/// Why an oversized manifest is refused.
+pub fn too_large_message(size: usize) -> String {
+    format!(".mac-bridge/request.json is {size} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
 }
 
 /// Read the claim ref of `request_id` from the cache; it must have been fetched.

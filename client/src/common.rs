@@ -131,6 +131,19 @@ pub fn branch_arg(branch: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The runner signers file to use: the one given, else `~/.config/macbridge/runner_signers`
+/// (or under `$XDG_CONFIG_HOME`) when it exists.
+pub fn runner_signers_path(given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = given {
+        return Some(p.to_path_buf());
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let default = config.join("macbridge").join("runner_signers");
+    default.is_file().then_some(default)
+}
+
 /// What we could establish about a result's signature.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignatureCheck {
@@ -191,7 +204,14 @@ pub fn check_result_signature(request: &RequestOnBus, runner_signers: Option<&Pa
         return check;
     }
     check.valid = true;
-    if let Some(path) = runner_signers {
+    let runner_signers = runner_signers_path(runner_signers);
+    if runner_signers.is_none() {
+        check.problem = Some(
+            "no runner signers file: the signature is valid and answers this request, but who signed it was not checked (pass --runner-signers or create ~/.config/macbridge/runner_signers)"
+                .into(),
+        );
+    }
+    if let Some(path) = runner_signers.as_deref() {
         match AllowedSigners::from_file(path)
             .map_err(|e| e.to_string())
             .and_then(|s| s.authorize(&key, sig::RESULT_NAMESPACE, clock::now()).map_err(|e| e.to_string()))

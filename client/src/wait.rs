@@ -73,6 +73,13 @@ pub fn wait(bus: &Bus, lock: &ClientLock, branch: &str, opts: &WaitOptions<'_>) 
                 .result
                 .as_ref()
                 .map(|_| common::check_result_signature(&request, opts.runner_signers));
+            if let Some(sig) = &signature
+                && sig.valid
+                && sig.trusted.is_none()
+                && let Some(problem) = &sig.problem
+            {
+                eprintln!("warning: {problem}");
+            }
             let files = match (opts.out, timed_out) {
                 (Some(dir), false) => write_out(bus, &request, dir)?,
                 _ => Vec::new(),
@@ -212,7 +219,7 @@ pub fn print_summary(report: &WaitReport) {
             match sig.trusted {
                 Some(true) => format!(" (trusted runner {})", sig.principals.join(",")),
                 Some(false) => " (NOT a trusted runner key)".to_string(),
-                None => " (no --runner-signers given: key not checked against a trust list)".to_string(),
+                None => " (key NOT checked against a runner signers file)".to_string(),
             }
         ),
         Some(sig) => println!(

@@ -182,6 +182,15 @@ impl Runner {
 
     fn handle(&self, req: RequestOnBus, claims: &BTreeSet<String>) -> anyhow::Result<Handled> {
         let now = clock::now();
+        if let Some(size) = req.manifest_too_large {
+            let reason = verify::Refusal::new(
+                RefusalCode::InvalidManifest,
+                view::too_large_message(size),
+            )
+            .reason();
+            publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
+            return Ok(Handled::Refused(reason));
+        }
         let verified = match verify::verify_request(
             &req.branch,
             req.manifest_bytes.as_deref(),
