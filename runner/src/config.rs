@@ -56,6 +56,10 @@ pub struct Config {
     /// Bytes of each of stdout and stderr published with a result.
     #[serde(default = "default_log_cap")]
     pub log_cap_bytes: u64,
+    /// Upper bound on any job's run time, in seconds; a preset's own timeout applies when it is
+    /// shorter. Unset: the preset's timeout alone.
+    #[serde(default)]
+    pub max_job_seconds: Option<f64>,
     /// Seconds between SIGINT, SIGTERM and SIGKILL when stopping a job.
     #[serde(default = "default_grace")]
     pub kill_grace_seconds: f64,
@@ -159,6 +163,11 @@ impl Config {
                 self.lease_seconds
             );
         }
+        if let Some(max) = self.max_job_seconds
+            && !(max.is_finite() && max > 0.0)
+        {
+            bail!("max_job_seconds must be a positive number of seconds");
+        }
         if !(self.retention_seconds.is_finite() && self.retention_seconds >= 0.0) {
             bail!("retention_seconds must be zero or a positive number of seconds");
         }
@@ -189,6 +198,13 @@ impl Config {
             Some(p) if p.is_file() => p,
             _ => PathBuf::from("kakeya"),
         }
+    }
+
+    /// The run-time limit for a preset on this runner.
+    pub fn job_timeout(&self, preset_timeout_seconds: u64) -> std::time::Duration {
+        let preset = preset_timeout_seconds as f64;
+        let limit = self.max_job_seconds.map_or(preset, |m| m.min(preset));
+        std::time::Duration::from_secs_f64(limit)
     }
 
     pub fn jobs_dir(&self) -> PathBuf {

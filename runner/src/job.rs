@@ -97,7 +97,7 @@ pub fn run(
         argv,
         cwd,
         env: job_env(runner, &request_id, &job_dir, &tmp),
-        timeout: Duration::from_secs(verified.preset.timeout_seconds),
+        timeout: runner.config.job_timeout(verified.preset.timeout_seconds),
         grace: Duration::from_secs_f64(runner.config.kill_grace_seconds),
         stdout_path: job_dir.join("stdout.log"),
         stderr_path: job_dir.join("stderr.log"),
@@ -171,7 +171,7 @@ pub fn run(
     };
     let verdict = (!verified.preset.reports.is_empty() || has_json(&out))
         .then(|| evidence_gate::check_dir(&out, &verified.preset.reports));
-    let (state, reason) = judge(&outcome, verdict.as_ref(), verified.preset.timeout_seconds);
+    let (state, reason) = judge(&outcome, verdict.as_ref(), spec.timeout.as_secs_f64());
     info!(request_id = %request_id, state = state.as_str(), reason = ?reason, "job finished");
     let published = publish::job_result(
         runner,
@@ -215,7 +215,7 @@ fn prepare_workspace(
 fn judge(
     outcome: &exec::Outcome,
     verdict: Option<&evidence_gate::Verdict>,
-    timeout: u64,
+    timeout: f64,
 ) -> (ResultState, Option<String>) {
     match outcome.ending {
         Ending::Exited(0) => match verdict {
@@ -229,7 +229,7 @@ fn judge(
         Ending::Signalled(sig) => (ResultState::Failed, Some(format!("killed by signal {sig}"))),
         Ending::TimedOut => (
             ResultState::TimedOut,
-            Some(format!("timed out after the preset's {timeout} s limit")),
+            Some(format!("timed out after its {timeout} s limit")),
         ),
         Ending::Cancelled => (
             ResultState::Cancelled,
