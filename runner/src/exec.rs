@@ -23,6 +23,9 @@ pub struct JobSpec {
     pub tick_every: Duration,
     /// A job whose stdout or stderr file grows past this is stopped (protects the disk).
     pub max_output_bytes: u64,
+    /// Holds the job's process-group id while it runs, so a restarted runner can stop a job
+    /// its previous life left behind.
+    pub pid_file: PathBuf,
 }
 
 /// What the runner wants after a heartbeat.
@@ -76,6 +79,8 @@ pub fn run(spec: &JobSpec, mut tick: impl FnMut() -> Tick) -> std::io::Result<Ou
         .process_group(0)
         .spawn()?;
     let pgid = child.id() as i32;
+    // Best effort: without the file only orphan clean-up after a runner crash is lost.
+    let _ = std::fs::write(&spec.pid_file, format!("{pgid}\n"));
     let mut next_tick = started + spec.tick_every;
     let mut stop: Option<(Ending, Instant, u8)> = None;
     let status = loop {
@@ -124,6 +129,7 @@ pub fn run(spec: &JobSpec, mut tick: impl FnMut() -> Tick) -> std::io::Result<Ou
     };
     // Anything the job left behind in its group goes with it.
     signal_group(pgid, libc::SIGKILL);
+    let _ = std::fs::remove_file(&spec.pid_file);
     let run_time = started.elapsed();
     let exit_code = status.code();
     let signal = status.signal();
@@ -156,6 +162,41 @@ fn signal_group(pgid: i32, signal: i32) {
     unsafe {
         libc::killpg(pgid, signal);
     }
+}
+
+/// Stop a job left running by an earlier life of this runner (it crashed or was killed with
+/// SIGKILL, so its job's process group survived). `marker` must appear in the group leader's
+/// command line or environment — the job folder's request id — so that a recycled process id
+/// belonging to something else is never signalled.
+pub fn reap_orphan(pid_file: &Path, marker: &str) -> bool {
+    let Some(pgid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        let _ = std::fs::remove_file(pid_file);
+        return false;
+    };
+    let ours = process_mentions(pgid, marker);
+    if ours {
+        signal_group(pgid, libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(200));
+        signal_group(pgid, libc::SIGKILL);
+    }
+    let _ = std::fs::remove_file(pid_file);
+    ours
+}
+
+fn process_mentions(pid: i32, marker: &str) -> bool {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    if String::from_utf8_lossy(&environ).contains(marker) {
+        return true;
+    }
+    Command::new("ps")
+        .args(["-ww", "-o", "command=", "-p", &pid.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(marker))
+        .unwrap_or(false)
 }
 
 /// The last `max` bytes of a log file, as text (for heartbeats).

@@ -22,6 +22,7 @@ const ARCHIVE_BATCH: usize = 200;
 /// process died or the Mac rebooted mid-job. Released requests are claimed again at once
 /// (by any runner) instead of waiting for their leases to expire.
 pub fn recover(runner: &Runner) -> anyhow::Result<usize> {
+    reap_orphans(runner);
     let claims = runner.bus.ls_remote(&[layout::CLAIM_GLOB])?;
     let stale: Vec<String> = claims
         .iter()
@@ -65,6 +66,25 @@ pub fn recover(runner: &Runner) -> anyhow::Result<usize> {
         }
     }
     Ok(released)
+}
+
+/// Stop jobs an earlier life of this runner left running (their process groups outlive a
+/// runner killed with SIGKILL), so the machine is free before anything new starts.
+fn reap_orphans(runner: &Runner) {
+    let Ok(entries) = std::fs::read_dir(runner.config.jobs_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let pid_file = entry.path().join(crate::job::JOB_PID_FILE);
+        if !pid_file.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let request_id = name.split('.').next().unwrap_or(&name).to_string();
+        if crate::exec::reap_orphan(&pid_file, &request_id) {
+            warn!(request_id, "stopped a job left running by an earlier run of this runner");
+        }
+    }
 }
 
 /// Refresh this runner's presence record.

@@ -18,6 +18,9 @@ use crate::exec::{self, Ending, JobSpec, Tick};
 use crate::publish;
 use crate::runner::{Handled, Runner};
 
+/// In a job folder while its job runs: the job's process-group id.
+pub const JOB_PID_FILE: &str = "job.pid";
+
 /// Bytes of log tail carried by each heartbeat.
 const HEARTBEAT_TAIL_BYTES: u64 = 4096;
 
@@ -109,6 +112,7 @@ pub fn run(
                 .clamp(0.05, 10.0),
         ),
         max_output_bytes: runner.config.log_cap_bytes.saturating_mul(256).max(64 << 20),
+        pid_file: job_dir.join(JOB_PID_FILE),
     };
     let heartbeat = Duration::from_secs_f64(runner.config.heartbeat_seconds);
     let mut last_renewal = Instant::now();
