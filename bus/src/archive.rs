@@ -73,7 +73,10 @@ pub fn archive_and_prune(
             &parents,
             current,
             &changes,
-            &format!("macbridge archive: {} finished request(s)\n", finished.len()),
+            &format!(
+                "macbridge archive: {} finished request(s)\n",
+                finished.len()
+            ),
         )?;
         updates.push(PushUpdate {
             src: commit,

@@ -161,8 +161,11 @@ mod tests {
 
     #[test]
     fn canonical_sorts_keys_and_drops_whitespace() {
-        let v = parse_strict(br#"{ "b": [1, 2.5, "x\n"], "a": {"z": null, "y": true} }"#, 1024)
-            .unwrap();
+        let v = parse_strict(
+            br#"{ "b": [1, 2.5, "x\n"], "a": {"z": null, "y": true} }"#,
+            1024,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(canonical(&v)).unwrap(),
             r#"{"a":{"y":true,"z":null},"b":[1,2.5,"x\n"]}"#

@@ -72,10 +72,11 @@ pub fn claim(
     lease_secs: f64,
 ) -> Result<LeaseOutcome, LeaseError> {
     let now = clock::now();
-    let (attempt, epoch, parent) = match previous.and_then(|p| p.lease.as_ref().ok().map(|l| (p, l))) {
-        Some((on_bus, old)) => (old.attempt + 1, old.epoch + 1, Some(on_bus.tip)),
-        None => (1, 1, None),
-    };
+    let (attempt, epoch, parent) =
+        match previous.and_then(|p| p.lease.as_ref().ok().map(|l| (p, l))) {
+            Some((on_bus, old)) => (old.attempt + 1, old.epoch + 1, Some(on_bus.tip)),
+            None => (1, 1, None),
+        };
     let lease = Lease {
         schema_version: 1,
         request_id: request_id.to_string(),
@@ -129,7 +130,10 @@ fn lease_commit(
         TreeChange::put(layout::LEASE_SIG, signature.into_bytes()),
     ];
     if let Some(tail) = log_tail {
-        changes.push(TreeChange::put(layout::LEASE_LOG_TAIL, tail.as_bytes().to_vec()));
+        changes.push(TreeChange::put(
+            layout::LEASE_LOG_TAIL,
+            tail.as_bytes().to_vec(),
+        ));
     }
     let parents: Vec<Oid> = parent.into_iter().collect();
     Ok(write_commit(

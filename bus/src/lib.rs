@@ -6,17 +6,17 @@
 //! results) and requesters write (cancels), and reading a request's state back. The
 //! protocol itself is specified in `docs/PROTOCOL.md`.
 
+pub mod archive;
 pub mod clock;
 pub mod git;
 pub mod json;
 pub mod layout;
+pub mod lease;
 pub mod manifest;
+pub mod presence;
 pub mod records;
 pub mod sig;
-pub mod verify;
-pub mod lease;
 pub mod status;
 pub mod submit;
+pub mod verify;
 pub mod view;
-pub mod presence;
-pub mod archive;

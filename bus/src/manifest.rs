@@ -86,7 +86,10 @@ impl Manifest {
         if value.get("schema_version").is_some_and(|v| !v.is_u64()) {
             return Err(field(
                 "schema_version",
-                format!("must be the integer {SCHEMA_VERSION}, not {}", value["schema_version"]),
+                format!(
+                    "must be the integer {SCHEMA_VERSION}, not {}",
+                    value["schema_version"]
+                ),
             ));
         }
         let manifest: Manifest =
@@ -160,14 +163,20 @@ impl Manifest {
         if self.schema_version != SCHEMA_VERSION {
             return Err(field(
                 "schema_version",
-                format!("{} is not supported (this build speaks {SCHEMA_VERSION})", self.schema_version),
+                format!(
+                    "{} is not supported (this build speaks {SCHEMA_VERSION})",
+                    self.schema_version
+                ),
             ));
         }
         if !is_hex(&self.request_id, 64) {
             return Err(field("request_id", "must be 64 lowercase hex digits"));
         }
         if !is_hex(&self.nonce, 32) {
-            return Err(field("nonce", "must be 32 lowercase hex digits (128 random bits)"));
+            return Err(field(
+                "nonce",
+                "must be 32 lowercase hex digits (128 random bits)",
+            ));
         }
         if !is_name(&self.preset) {
             return Err(field("preset", "must match [a-z][a-z0-9-]{0,63}"));
@@ -187,7 +196,12 @@ impl Manifest {
         }
         match self.requested_by.strip_prefix("SHA256:") {
             Some(b64) if !b64.is_empty() && b64.len() <= 64 && b64.bytes().all(is_b64) => {}
-            _ => return Err(field("requested_by", "must be an SSH key fingerprint SHA256:...")),
+            _ => {
+                return Err(field(
+                    "requested_by",
+                    "must be an SSH key fingerprint SHA256:...",
+                ));
+            }
         }
         let (Some(issued), Some(expires)) = (self.issued(), self.expires()) else {
             return Err(field("issued_at/expires_at", "must be RFC 3339 timestamps"));
@@ -227,7 +241,9 @@ pub fn new_nonce() -> Result<String, getrandom::Error> {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Preset names, as they appear in branch names.
@@ -236,7 +252,8 @@ pub fn is_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// Runner labels: `metal`, `m4`, `mem>=64`.
@@ -245,9 +262,8 @@ pub fn is_label(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || b"._:=<>-".contains(c)
-        })
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._:=<>-".contains(c))
 }
 
 fn is_b64(c: u8) -> bool {
@@ -288,7 +304,10 @@ mod tests {
     fn round_trips_through_its_bytes() {
         let m = sample();
         assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
-        assert_eq!(m.branch_ref(), "refs/heads/mac-bridge/sleep-0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            m.branch_ref(),
+            "refs/heads/mac-bridge/sleep-0123456789abcdef0123456789abcdef"
+        );
         assert!(m.to_bytes().ends_with(b"}\n"));
     }
 
@@ -305,7 +324,12 @@ mod tests {
 
     #[test]
     fn schema_version_must_be_the_integer_one() {
-        for bad in [Value::Bool(true), Value::from(1.0), Value::from("1"), Value::from(2)] {
+        for bad in [
+            Value::Bool(true),
+            Value::from(1.0),
+            Value::from("1"),
+            Value::from(2),
+        ] {
             let bytes = edit(|m| {
                 m.insert("schema_version".into(), bad.clone());
             });
@@ -318,7 +342,10 @@ mod tests {
         let bytes = edit(|m| {
             m.insert("ref".into(), "HEAD".into());
         });
-        assert!(matches!(Manifest::parse(&bytes), Err(ManifestError::Schema(_))));
+        assert!(matches!(
+            Manifest::parse(&bytes),
+            Err(ManifestError::Schema(_))
+        ));
         let text = String::from_utf8(sample().to_bytes()).unwrap();
         let dup = text.replacen("{\"expires_at\"", "{\"nonce\":\"x\",\"expires_at\"", 1);
         assert!(Manifest::parse(dup.as_bytes()).is_err());

@@ -92,12 +92,18 @@ pub fn announce(
 /// are left out.
 pub fn read_all(bus: &Bus, refs: &[(String, git2::Oid)]) -> Result<Vec<Presence>, GitError> {
     let mut found = Vec::new();
-    for (name, _) in refs.iter().filter(|(n, _)| n.starts_with(layout::RUNNER_PREFIX)) {
-        let Some(tip) = bus.fetched(name) else { continue };
+    for (name, _) in refs
+        .iter()
+        .filter(|(n, _)| n.starts_with(layout::RUNNER_PREFIX))
+    {
+        let Some(tip) = bus.fetched(name) else {
+            continue;
+        };
         let Some(bytes) = read_blob(bus.repo(), tip, layout::RUNNER_JSON, MAX_RECORD_BYTES)? else {
             continue;
         };
-        let Some(signature) = read_blob(bus.repo(), tip, layout::RUNNER_SIG, layout::MAX_SIG_BYTES)?
+        let Some(signature) =
+            read_blob(bus.repo(), tip, layout::RUNNER_SIG, layout::MAX_SIG_BYTES)?
         else {
             continue;
         };

@@ -39,7 +39,11 @@ impl Status {
 }
 
 /// Derive the status of `request` given its lease (if any) at time `now`.
-pub fn status_of(request: &RequestOnBus, lease: Option<&LeaseOnBus>, now: OffsetDateTime) -> Status {
+pub fn status_of(
+    request: &RequestOnBus,
+    lease: Option<&LeaseOnBus>,
+    now: OffsetDateTime,
+) -> Status {
     let manifest = request.manifest.as_ref().ok();
     let mut status = Status {
         branch: layout::short_branch(&request.branch).to_string(),
@@ -111,7 +115,11 @@ pub fn status_of(request: &RequestOnBus, lease: Option<&LeaseOnBus>, now: Offset
                 status.reason = Some(format!(
                     "released by runner {}{}",
                     lease.runner_id,
-                    lease.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+                    lease
+                        .note
+                        .as_deref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
                 ));
             }
             LeaseState::Done => {

@@ -108,10 +108,16 @@ pub fn verify_request(
     now: OffsetDateTime,
 ) -> Result<VerifiedRequest, Refusal> {
     let bytes = manifest_bytes.ok_or_else(|| {
-        Refusal::new(RefusalCode::NoManifest, "the branch has no .mac-bridge/request.json")
+        Refusal::new(
+            RefusalCode::NoManifest,
+            "the branch has no .mac-bridge/request.json",
+        )
     })?;
     let signature = signature.ok_or_else(|| {
-        Refusal::new(RefusalCode::Unsigned, "the branch has no .mac-bridge/request.sig")
+        Refusal::new(
+            RefusalCode::Unsigned,
+            "the branch has no .mac-bridge/request.sig",
+        )
     })?;
     let armored = std::str::from_utf8(signature)
         .map_err(|_| Refusal::new(RefusalCode::BadSignature, "request.sig is not text"))?;
@@ -155,7 +161,11 @@ pub fn verify_request(
     let (preset, params) = check_against_catalog(&manifest)?;
     trust
         .policy
-        .allows(&principals, &preset.name, preset.class == PresetClass::Workload)
+        .allows(
+            &principals,
+            &preset.name,
+            preset.class == PresetClass::Workload,
+        )
         .map_err(|e| Refusal::new(RefusalCode::NotAllowed, e.to_string()))?;
     Ok(VerifiedRequest {
         manifest,
@@ -198,7 +208,10 @@ pub fn check_against_catalog(
         (PresetClass::Engine, Some(_)) => {
             return Err(Refusal::new(
                 RefusalCode::BadWorkload,
-                format!("engine preset {} runs no workload; drop `workload`", preset.name),
+                format!(
+                    "engine preset {} runs no workload; drop `workload`",
+                    preset.name
+                ),
             ));
         }
         _ => {}

@@ -151,7 +151,9 @@ fn find_request_commit(bus: &Bus, tip: Oid) -> Result<Oid, GitError> {
     let repo = bus.repo();
     let blob_at = |commit: Oid| -> Option<Oid> {
         let tree = repo.find_commit(commit).ok()?.tree().ok()?;
-        let entry = tree.get_path(std::path::Path::new(layout::REQUEST_JSON)).ok()?;
+        let entry = tree
+            .get_path(std::path::Path::new(layout::REQUEST_JSON))
+            .ok()?;
         Some(entry.id())
     };
     let target = blob_at(tip);

@@ -45,13 +45,21 @@ fn main() {
             .env("MACBRIDGE_CACHE", &cache)
             .output()
             .expect("macbridge");
-        assert!(out.status.success(), "macbridge {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "macbridge {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let bus_s = bus.display().to_string();
     mb(&["init", "--bus", &bus_s]);
     let hook = bus.join("hooks").join("post-receive");
-    std::fs::write(&hook, "#!/bin/sh\nn=$(wc -l)\necho \"$n\" >> \"$GIT_DIR/push-log\"\n").expect("hook");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nn=$(wc -l)\necho \"$n\" >> \"$GIT_DIR/push-log\"\n",
+    )
+    .expect("hook");
     set_exec(&hook);
     let requester = root.join("requester").display().to_string();
     mb(&["keygen", "--out", &requester]);
@@ -108,7 +116,10 @@ fn main() {
         let bus_s = &bus_s;
         move || {
             for _ in 0..count {
-                mb(&["request", "--remote", bus_s, "--key", requester, "--preset", "sleep", "--param", "ms=0", "--json"]);
+                mb(&[
+                    "request", "--remote", bus_s, "--key", requester, "--preset", "sleep",
+                    "--param", "ms=0", "--json",
+                ]);
             }
         }
     };
@@ -123,7 +134,10 @@ fn main() {
         if done >= n {
             break;
         }
-        assert!(Instant::now() < deadline, "drain did not finish: {done}/{n}");
+        assert!(
+            Instant::now() < deadline,
+            "drain did not finish: {done}/{n}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     *stop.lock().expect("stop") = true;
@@ -140,7 +154,13 @@ fn main() {
         if let Ok(entries) = std::fs::read_dir(work.join("jobs")) {
             for e in entries.filter_map(Result::ok) {
                 if e.path().join("out").join("sleep.json").is_file() {
-                    let id = e.file_name().to_string_lossy().split('.').next().unwrap_or("").to_string();
+                    let id = e
+                        .file_name()
+                        .to_string_lossy()
+                        .split('.')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     *executions.entry(id).or_default() += 1;
                     count += 1;
                 }
@@ -156,8 +176,12 @@ fn main() {
     let mut result = Vec::new();
     let mut overhead = Vec::new();
     for (branch, t_req) in &seen.request {
-        let (Some(t_res), Some(id)) = (seen.result.get(branch), seen.ids.get(branch)) else { continue };
-        let Some(t_claim) = seen.claim.get(id) else { continue };
+        let (Some(t_res), Some(id)) = (seen.result.get(branch), seen.ids.get(branch)) else {
+            continue;
+        };
+        let Some(t_claim) = seen.claim.get(id) else {
+            continue;
+        };
         claim.push(t_claim - t_req);
         result.push(t_res - t_req);
         let run = run_seconds(&bus, branch).unwrap_or(0.0);
@@ -166,19 +190,37 @@ fn main() {
     let drain = last - first;
     println!("\n## Drain: {n} requests (sleep ms=0), {runners} runners, poll {poll} s\n");
     println!("| measure | value |\n|---|---|");
-    println!("| submit time (2 client threads) | {:.1} s |", submitted.as_secs_f64());
-    println!("| drain time (first request seen → last result) | {drain:.1} s ({:.1} requests/s) |", n as f64 / drain);
-    for (name, v) in [("request → claim", &claim), ("request → result", &result), ("runner overhead per job (claim → result − run time)", &overhead)] {
+    println!(
+        "| submit time (2 client threads) | {:.1} s |",
+        submitted.as_secs_f64()
+    );
+    println!(
+        "| drain time (first request seen → last result) | {drain:.1} s ({:.1} requests/s) |",
+        n as f64 / drain
+    );
+    for (name, v) in [
+        ("request → claim", &claim),
+        ("request → result", &result),
+        (
+            "runner overhead per job (claim → result − run time)",
+            &overhead,
+        ),
+    ] {
         let s = stats(v);
         println!("| {name} p50 / p95 | {:.3} s / {:.3} s |", s.0, s.1);
     }
-    println!("| pushes per job (all, incl. the request) | {:.2} |", pushes as f64 / n as f64);
+    println!(
+        "| pushes per job (all, incl. the request) | {:.2} |",
+        pushes as f64 / n as f64
+    );
     println!("| executions per runner | {per_runner:?} |");
     println!("| lost / duplicated | {lost} / {duplicated} |");
 
     // Part 2: queue time against the number of finished requests.
     println!("\n## `macbridge queue` against finished requests\n");
-    println!("| finished requests on the bus | live refs | queue --json median of 3 |\n|---|---|---|");
+    println!(
+        "| finished requests on the bus | live refs | queue --json median of 3 |\n|---|---|---|"
+    );
     let mut queue_rows = Vec::new();
     let mut total = n;
     let mut time_queue = |label: &str, finished: usize| {
@@ -207,9 +249,16 @@ fn main() {
         .arg(&work_dirs[0].1)
         .output()
         .expect("cleanup");
-    assert!(out.status.success(), "cleanup: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cleanup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cleanup_s = cleanup.elapsed().as_secs_f64();
-    println!("\ncleanup pass: {} in {cleanup_s:.1} s (200 per pass)", String::from_utf8_lossy(&out.stdout).trim());
+    println!(
+        "\ncleanup pass: {} in {cleanup_s:.1} s (200 per pass)",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
     // One pass archives a batch; run until the bus is clean to show the end state.
     for _ in 0..(total / 200 + 1) {
         let _ = Command::new(bin.join("macbridge-runner"))
@@ -231,9 +280,14 @@ fn main() {
         "host": {"os": std::env::consts::OS, "arch": std::env::consts::ARCH,
                  "cpus": std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1)},
     });
-    let path = std::env::var("BENCH_OUT").map(PathBuf::from).unwrap_or_else(|_| {
-        bin.parent().map(|t| t.join("bench")).unwrap_or_default().join("bus_drain.json")
-    });
+    let path = std::env::var("BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            bin.parent()
+                .map(|t| t.join("bench"))
+                .unwrap_or_default()
+                .join("bus_drain.json")
+        });
     if let Some(p) = path.parent() {
         let _ = std::fs::create_dir_all(p);
     }
@@ -263,14 +317,21 @@ fn watch(bus: &Path, seen: &Mutex<Seen>, stop: &Mutex<bool>) {
         let out = Command::new("git")
             .arg("--git-dir")
             .arg(bus)
-            .args(["for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/mac-bridge", "refs/mac-bridge/claims"])
+            .args([
+                "for-each-ref",
+                "--format=%(refname) %(objectname)",
+                "refs/heads/mac-bridge",
+                "refs/mac-bridge/claims",
+            ])
             .output();
         let now = start.elapsed().as_secs_f64();
         if let Ok(out) = out {
             let text = String::from_utf8_lossy(&out.stdout);
             let mut s = seen.lock().expect("seen");
             for line in text.lines() {
-                let Some((name, oid)) = line.split_once(' ') else { continue };
+                let Some((name, oid)) = line.split_once(' ') else {
+                    continue;
+                };
                 if let Some(id) = name.strip_prefix("refs/mac-bridge/claims/") {
                     s.claim.entry(id.to_string()).or_insert(now);
                 } else if !s.tips.contains_key(name) {
@@ -279,11 +340,12 @@ fn watch(bus: &Path, seen: &Mutex<Seen>, stop: &Mutex<bool>) {
                 } else if s.tips.get(name).is_some_and(|t| t != oid) {
                     s.result.entry(name.to_string()).or_insert(now);
                 }
-                if !known_ids.contains(name) && name.starts_with("refs/heads/") {
-                    if let Some(id) = request_id(bus, name) {
-                        s.ids.insert(name.to_string(), id);
-                        known_ids.insert(name.to_string());
-                    }
+                if !known_ids.contains(name)
+                    && name.starts_with("refs/heads/")
+                    && let Some(id) = request_id(bus, name)
+                {
+                    s.ids.insert(name.to_string(), id);
+                    known_ids.insert(name.to_string());
                 }
             }
         }
@@ -314,7 +376,9 @@ fn run_seconds(bus: &Path, branch: &str) -> Option<f64> {
 }
 
 fn push_count(bus: &Path) -> usize {
-    std::fs::read_to_string(bus.join("push-log")).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(bus.join("push-log"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 fn ref_count(bus: &Path) -> usize {
@@ -345,14 +409,25 @@ impl Drop for Kill {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn binaries_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
     for name in ["macbridge", "macbridge-runner", "kakeya"] {
-        assert!(dir.join(name).is_file(), "{} missing: run `cargo build --release --workspace` first", dir.join(name).display());
+        assert!(
+            dir.join(name).is_file(),
+            "{} missing: run `cargo build --release --workspace` first",
+            dir.join(name).display()
+        );
     }
     dir
 }

@@ -26,7 +26,11 @@ fn main() {
             .env("MACBRIDGE_CACHE", &cache)
             .output()
             .expect("running macbridge");
-        assert!(out.status.success(), "macbridge {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "macbridge {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let bus_s = bus.display().to_string();
@@ -67,13 +71,20 @@ fn main() {
     for i in 0..n {
         // Requests arrive at a random phase of the runner's poll cycle, as real ones do;
         // back-to-back requests would always land just after a poll and wait a full cycle.
-        std::thread::sleep(Duration::from_secs_f64(poll * ((i * 7919) % 20) as f64 / 20.0));
+        std::thread::sleep(Duration::from_secs_f64(
+            poll * ((i * 7919) % 20) as f64 / 20.0,
+        ));
         let t0 = Instant::now();
-        let out = run(&["request", "--remote", &bus_s, "--key", &requester, "--preset", &preset, "--json"]);
+        let out = run(&[
+            "request", "--remote", &bus_s, "--key", &requester, "--preset", &preset, "--json",
+        ]);
         let pushed = t0.elapsed();
         let v: serde_json::Value = serde_json::from_str(&out).expect("request json");
         let branch = format!("refs/heads/{}", v["branch"].as_str().expect("branch"));
-        let claim = format!("refs/mac-bridge/claims/{}", v["request_id"].as_str().expect("id"));
+        let claim = format!(
+            "refs/mac-bridge/claims/{}",
+            v["request_id"].as_str().expect("id")
+        );
         let request_tip = tip(&bus, &branch).expect("branch exists");
         let claimed = wait_for(t0, || tip(&bus, &claim).is_some());
         let answered = wait_for(t0, || tip(&bus, &branch).is_some_and(|t| t != request_tip));
@@ -92,17 +103,27 @@ fn main() {
         ("request -> claim", &claim_s),
         ("request -> result", &result_s),
     ];
-    println!("\n| measure (n={n}, poll {poll} s, preset {preset}) | median s | p95 s | min s | max s |");
+    println!(
+        "\n| measure (n={n}, poll {poll} s, preset {preset}) | median s | p95 s | min s | max s |"
+    );
     println!("|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     for (name, values) in rows {
         let s = stats(values);
-        println!("| {name} | {:.3} | {:.3} | {:.3} | {:.3} |", s.0, s.1, s.2, s.3);
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            s.0, s.1, s.2, s.3
+        );
         json_rows.push(serde_json::json!({"measure": name, "median_s": s.0, "p95_s": s.1, "min_s": s.2, "max_s": s.3, "samples": values}));
     }
     let out = std::env::var("BENCH_OUT")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| bin.parent().map(|t| t.join("bench")).unwrap_or_default().join("bus_latency.json"));
+        .unwrap_or_else(|_| {
+            bin.parent()
+                .map(|t| t.join("bench"))
+                .unwrap_or_default()
+                .join("bus_latency.json")
+        });
     if let Some(parent) = out.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
@@ -126,12 +147,19 @@ impl Drop for Runner {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn binaries_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
     for name in ["macbridge", "macbridge-runner", "kakeya"] {
         assert!(
             dir.join(name).is_file(),

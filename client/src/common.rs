@@ -35,10 +35,12 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 /// A remote as git should see it: local paths made absolute so the cache key is stable.
 pub fn normalize_remote(remote: &str) -> String {
     let path = Path::new(remote);
-    if !remote.contains("://") && !remote.contains('@') && path.exists() {
-        if let Ok(abs) = std::fs::canonicalize(path) {
-            return abs.display().to_string();
-        }
+    if !remote.contains("://")
+        && !remote.contains('@')
+        && path.exists()
+        && let Ok(abs) = std::fs::canonicalize(path)
+    {
+        return abs.display().to_string();
     }
     remote.to_string()
 }
@@ -100,7 +102,11 @@ pub fn fetch_request(
         Ok(view::read_request(bus, branch)?)
     })?;
     let Some(request) = request else {
-        bail!("no request branch {} on {}", layout::short_branch(branch), bus.remote());
+        bail!(
+            "no request branch {} on {}",
+            layout::short_branch(branch),
+            bus.remote()
+        );
     };
     let lease = match request.request_id() {
         Some(id) if request.result.is_none() => lock.with(|| -> anyhow::Result<_> {
@@ -117,9 +123,16 @@ pub fn fetch_request(
 }
 
 /// The status of one branch right now.
-pub fn current_status(bus: &Bus, lock: &ClientLock, branch: &str) -> anyhow::Result<(Status, RequestOnBus)> {
+pub fn current_status(
+    bus: &Bus,
+    lock: &ClientLock,
+    branch: &str,
+) -> anyhow::Result<(Status, RequestOnBus)> {
     let (request, lease) = fetch_request(bus, lock, branch)?;
-    Ok((status::status_of(&request, lease.as_ref(), clock::now()), request))
+    Ok((
+        status::status_of(&request, lease.as_ref(), clock::now()),
+        request,
+    ))
 }
 
 /// A full branch ref from what the user typed.
@@ -158,7 +171,10 @@ pub struct SignatureCheck {
 
 /// Check the runner's signature on the result of `request`, and whether it answers this
 /// very request. `runner_signers` (allowed_signers format) decides trust.
-pub fn check_result_signature(request: &RequestOnBus, runner_signers: Option<&Path>) -> SignatureCheck {
+pub fn check_result_signature(
+    request: &RequestOnBus,
+    runner_signers: Option<&Path>,
+) -> SignatureCheck {
     let mut check = SignatureCheck {
         valid: false,
         trusted: None,
@@ -176,8 +192,9 @@ pub fn check_result_signature(request: &RequestOnBus, runner_signers: Option<&Pa
     };
     let key = match std::str::from_utf8(signature)
         .map_err(|e| e.to_string())
-        .and_then(|s| sig::verify(s, sig::RESULT_NAMESPACE, &result.bytes).map_err(|e| e.to_string()))
-    {
+        .and_then(|s| {
+            sig::verify(s, sig::RESULT_NAMESPACE, &result.bytes).map_err(|e| e.to_string())
+        }) {
         Ok(key) => key,
         Err(e) => {
             check.problem = Some(format!("signature does not verify: {e}"));
@@ -200,7 +217,8 @@ pub fn check_result_signature(request: &RequestOnBus, runner_signers: Option<&Pa
         || record.request_id.as_deref() != request.request_id()
         || record.branch != request.branch
     {
-        check.problem = Some("result does not answer this request (commit, id or branch differ)".into());
+        check.problem =
+            Some("result does not answer this request (commit, id or branch differ)".into());
         return check;
     }
     check.valid = true;
@@ -214,8 +232,10 @@ pub fn check_result_signature(request: &RequestOnBus, runner_signers: Option<&Pa
     if let Some(path) = runner_signers.as_deref() {
         match AllowedSigners::from_file(path)
             .map_err(|e| e.to_string())
-            .and_then(|s| s.authorize(&key, sig::RESULT_NAMESPACE, clock::now()).map_err(|e| e.to_string()))
-        {
+            .and_then(|s| {
+                s.authorize(&key, sig::RESULT_NAMESPACE, clock::now())
+                    .map_err(|e| e.to_string())
+            }) {
             Ok(principals) => {
                 check.trusted = Some(true);
                 check.principals = principals;

@@ -210,7 +210,10 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 common::print_json(&submitted)?;
             } else {
                 println!("{}", submitted.branch);
-                eprintln!("request_id {} pushed to {}", submitted.request_id, submitted.remote);
+                eprintln!(
+                    "request_id {} pushed to {}",
+                    submitted.request_id, submitted.remote
+                );
             }
             Ok(0)
         }
@@ -260,7 +263,10 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => {
             let (bus, lock) = common::open_bus(&remote.remote)?;
             let submitted = request::submit_request(&bus, &request_args(&request))?;
-            eprintln!("pushed {} (request_id {})", submitted.branch, submitted.request_id);
+            eprintln!(
+                "pushed {} (request_id {})",
+                submitted.branch, submitted.request_id
+            );
             let branch = common::branch_arg(&submitted.branch)?;
             finish_wait(&bus, &lock, &branch, &flags, json)
         }
@@ -293,7 +299,10 @@ fn request_args(flags: &RequestFlags) -> request::RequestArgs<'_> {
         params: &flags.params,
         labels: &flags.labels,
         expires_in: flags.expires_in,
-        workload: flags.workload.as_deref().map(|rev| (flags.repo.as_str(), rev)),
+        workload: flags
+            .workload
+            .as_deref()
+            .map(|rev| (flags.repo.as_str(), rev)),
     }
 }
 
@@ -305,7 +314,9 @@ fn finish_wait(
     json: bool,
 ) -> anyhow::Result<u8> {
     if !(flags.timeout.is_finite() && flags.timeout >= 0.0) {
-        return Err(common::usage("--timeout must be a non-negative number of seconds"));
+        return Err(common::usage(
+            "--timeout must be a non-negative number of seconds",
+        ));
     }
     let report = wait::wait(
         bus,
@@ -327,7 +338,11 @@ fn finish_wait(
 }
 
 fn init(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
-    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
         match git2::Repository::open_bare(dir) {
             Ok(_) => {}
             Err(_) => {
@@ -357,7 +372,10 @@ fn init(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
 
 fn keygen(out: &std::path::Path, comment: &str, json: bool) -> anyhow::Result<u8> {
     if out.exists() {
-        return Err(common::usage(format!("{} already exists; not overwriting a key", out.display())));
+        return Err(common::usage(format!(
+            "{} already exists; not overwriting a key",
+            out.display()
+        )));
     }
     let key = macbridge_bus::sig::generate_ed25519(comment)?;
     macbridge_bus::sig::write_keypair(out, &key)?;
@@ -378,16 +396,24 @@ fn keygen(out: &std::path::Path, comment: &str, json: bool) -> anyhow::Result<u8
     Ok(0)
 }
 
-fn cancel(remote: &str, branch: &str, key: &std::path::Path, reason: Option<String>, json: bool) -> anyhow::Result<u8> {
+fn cancel(
+    remote: &str,
+    branch: &str,
+    key: &std::path::Path,
+    reason: Option<String>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let branch = common::branch_arg(branch)?;
-    let key = macbridge_bus::sig::load_private_key(key).map_err(|e| common::usage(e.to_string()))?;
+    let key =
+        macbridge_bus::sig::load_private_key(key).map_err(|e| common::usage(e.to_string()))?;
     let (bus, lock) = common::open_bus(remote)?;
     let (request, _) = common::fetch_request(&bus, &lock, &branch)?;
     let request_id = request
         .request_id()
         .ok_or_else(|| common::usage("the request's manifest is unreadable; nothing to cancel"))?
         .to_string();
-    let outcome = lock.with(|| macbridge_bus::submit::cancel(&bus, &branch, &request_id, &key, reason))?;
+    let outcome =
+        lock.with(|| macbridge_bus::submit::cancel(&bus, &branch, &request_id, &key, reason))?;
     let (word, code) = match outcome {
         macbridge_bus::submit::CancelOutcome::Requested(_) => ("requested", 0),
         macbridge_bus::submit::CancelOutcome::AlreadyRequested => ("already_requested", 0),
@@ -395,7 +421,9 @@ fn cancel(remote: &str, branch: &str, key: &std::path::Path, reason: Option<Stri
         macbridge_bus::submit::CancelOutcome::NoSuchBranch => ("no_such_branch", 1),
     };
     if json {
-        common::print_json(&serde_json::json!({"branch": macbridge_bus::layout::short_branch(&branch), "request_id": request_id, "cancel": word}))?;
+        common::print_json(
+            &serde_json::json!({"branch": macbridge_bus::layout::short_branch(&branch), "request_id": request_id, "cancel": word}),
+        )?;
     } else {
         println!("cancel {word}");
     }
@@ -409,7 +437,10 @@ fn presets(json: bool) -> anyhow::Result<u8> {
         return Ok(0);
     }
     for preset in catalog.iter() {
-        println!("{} ({}, timeout {} s)", preset.name, preset.class, preset.timeout_seconds);
+        println!(
+            "{} ({}, timeout {} s)",
+            preset.name, preset.class, preset.timeout_seconds
+        );
         println!("    {}", preset.description);
         for (name, spec) in &preset.params {
             let default = spec

@@ -1,8 +1,8 @@
 //! `queue`: every request on the bus with its state, oldest first.
 
 use macbridge_bus::git::Bus;
-use macbridge_bus::status::{self, Status};
 use macbridge_bus::presence::{self, Presence};
+use macbridge_bus::status::{self, Status};
 use macbridge_bus::{clock, layout, verify, view};
 use serde::Serialize;
 
@@ -38,7 +38,11 @@ pub struct Queue {
 /// Read the whole queue (one listing, one fetch of what changed).
 pub fn read(bus: &Bus, lock: &ClientLock) -> anyhow::Result<Queue> {
     let refs = lock.with(|| -> anyhow::Result<_> {
-        let refs = bus.ls_remote(&[layout::REQUEST_GLOB, layout::CLAIM_GLOB, layout::RUNNER_GLOB])?;
+        let refs = bus.ls_remote(&[
+            layout::REQUEST_GLOB,
+            layout::CLAIM_GLOB,
+            layout::RUNNER_GLOB,
+        ])?;
         let stale: Vec<String> = refs
             .iter()
             .filter(|(name, oid)| bus.fetched(name) != Some(*oid))
@@ -123,21 +127,37 @@ pub fn print(queue: &Queue) {
         println!("no requests on {}", queue.remote);
         return;
     }
-    println!("{:<10} {:<14} {:<12} {:<8} BRANCH", "STATE", "PRESET", "RUNNER", "AGE");
+    println!(
+        "{:<10} {:<14} {:<12} {:<8} BRANCH",
+        "STATE", "PRESET", "RUNNER", "AGE"
+    );
     for e in &queue.requests {
-        let state = if e.unservable { "unservable" } else { e.state.as_str() };
+        let state = if e.unservable {
+            "unservable"
+        } else {
+            e.state.as_str()
+        };
         println!(
             "{:<10} {:<14} {:<12} {:<8} {}",
             state,
             e.preset.as_deref().unwrap_or("?"),
             e.runner.as_deref().unwrap_or("-"),
-            e.lease_age_s.map(|a| format!("{a:.0}s")).unwrap_or_else(|| "-".into()),
+            e.lease_age_s
+                .map(|a| format!("{a:.0}s"))
+                .unwrap_or_else(|| "-".into()),
             e.branch
         );
     }
     for r in &queue.runners {
-        println!("runner {} labels {:?} seen {}", r.runner_id, r.labels, r.seen_at);
+        println!(
+            "runner {} labels {:?} seen {}",
+            r.runner_id, r.labels, r.seen_at
+        );
     }
-    let summary: Vec<String> = queue.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let summary: Vec<String> = queue
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
     println!("{}", summary.join(", "));
 }

@@ -60,7 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             std::fs::canonicalize(d)?
         }
         None => {
-            let temp = tempfile::Builder::new().prefix("macbridge-quickstart-").tempdir()?;
+            let temp = tempfile::Builder::new()
+                .prefix("macbridge-quickstart-")
+                .tempdir()?;
             let path = temp.path().to_path_buf();
             if args.keep {
                 let _ = temp.keep();
@@ -74,15 +76,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let (runner_bin, engine_bin) = find_binaries()?;
 
     let bus = dir.join("bus.git");
-    let repo = git2::Repository::init_bare(&bus).with_context(|| format!("creating {}", bus.display()))?;
-    repo.config()?.set_bool("receive.denyNonFastForwards", true)?;
+    let repo =
+        git2::Repository::init_bare(&bus).with_context(|| format!("creating {}", bus.display()))?;
+    repo.config()?
+        .set_bool("receive.denyNonFastForwards", true)?;
     step(&format!("bus: bare repository {}", bus.display()));
 
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys)?;
     let requester = keys.join("requester");
     let runner_key = keys.join("runner");
-    for (path, comment) in [(&requester, "quickstart-requester"), (&runner_key, "quickstart-runner")] {
+    for (path, comment) in [
+        (&requester, "quickstart-requester"),
+        (&runner_key, "quickstart-runner"),
+    ] {
         if !path.exists() {
             let key = macbridge_bus::sig::generate_ed25519(comment)?;
             macbridge_bus::sig::write_keypair(path, &key)?;
@@ -151,7 +158,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         &RequestArgs {
             key: &requester,
             preset: PRESET,
-            params: &PRESET_PARAMS.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            params: &PRESET_PARAMS
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
             labels: &[],
             expires_in: 600,
             workload: None,
@@ -249,7 +259,10 @@ fn report_summary(out: &Path) -> Option<Vec<String>> {
 /// yet: build them with the same profile, so a fresh clone needs only the one command.
 fn find_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     let exe = std::env::current_exe().context("locating this executable")?;
-    let dir = exe.parent().context("executable has no folder")?.to_path_buf();
+    let dir = exe
+        .parent()
+        .context("executable has no folder")?
+        .to_path_buf();
     let runner = dir.join("macbridge-runner");
     let engine = dir.join("kakeya");
     if runner.is_file() && engine.is_file() {
@@ -264,7 +277,14 @@ fn find_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     let release = dir.file_name().is_some_and(|n| n == "release");
     step("building macbridge-runner and kakeya (first run only; a few minutes)");
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "macbridge-runner", "-p", "kakeya-engine", "--bins"]);
+    cmd.args([
+        "build",
+        "-p",
+        "macbridge-runner",
+        "-p",
+        "kakeya-engine",
+        "--bins",
+    ]);
     if release {
         cmd.arg("--release");
     }

@@ -45,7 +45,10 @@ pub fn parse_params(pairs: &[String]) -> anyhow::Result<BTreeMap<String, Value>>
         if k.is_empty() {
             return Err(usage(format!("--param {pair:?} has an empty key")));
         }
-        if params.insert(k.to_string(), Value::String(v.to_string())).is_some() {
+        if params
+            .insert(k.to_string(), Value::String(v.to_string()))
+            .is_some()
+        {
             return Err(usage(format!("--param {k} is given more than once")));
         }
     }
@@ -85,11 +88,15 @@ pub fn submit_request(bus: &Bus, args: &RequestArgs<'_>) -> anyhow::Result<Submi
             )));
         }
         (PresetClass::Engine, Some(_)) => {
-            return Err(usage(format!("preset {} is an engine preset; it takes no --workload", preset.name)));
+            return Err(usage(format!(
+                "preset {} is an engine preset; it takes no --workload",
+                preset.name
+            )));
         }
         (PresetClass::Engine, None) => None,
     };
-    let key = sig::load_private_key(args.key).map_err(|e| usage(format!("{}: {e}", args.key.display())))?;
+    let key = sig::load_private_key(args.key)
+        .map_err(|e| usage(format!("{}: {e}", args.key.display())))?;
     let spec = RequestSpec {
         preset,
         params,

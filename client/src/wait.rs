@@ -35,7 +35,10 @@ impl WaitReport {
     pub fn succeeded(&self) -> bool {
         self.status.state == "done"
             && self.status.verdict.as_ref().is_none_or(|v| v.passed)
-            && self.signature.as_ref().is_some_and(|s| s.valid && s.trusted != Some(false))
+            && self
+                .signature
+                .as_ref()
+                .is_some_and(|s| s.valid && s.trusted != Some(false))
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -58,7 +61,12 @@ pub struct WaitOptions<'a> {
 }
 
 /// Poll `branch` until it has a result or `timeout` passes.
-pub fn wait(bus: &Bus, lock: &ClientLock, branch: &str, opts: &WaitOptions<'_>) -> anyhow::Result<WaitReport> {
+pub fn wait(
+    bus: &Bus,
+    lock: &ClientLock,
+    branch: &str,
+    opts: &WaitOptions<'_>,
+) -> anyhow::Result<WaitReport> {
     let started = Instant::now();
     let mut interval = Duration::from_millis(200);
     let mut last_line = String::new();
@@ -106,7 +114,8 @@ pub fn wait(bus: &Bus, lock: &ClientLock, branch: &str, opts: &WaitOptions<'_>) 
         }
         if opts.progress {
             let line = progress_line(&status);
-            let stale = last_print.elapsed() >= Duration::from_secs(if interactive { 5 } else { 30 });
+            let stale =
+                last_print.elapsed() >= Duration::from_secs(if interactive { 5 } else { 30 });
             if line != last_line || stale {
                 eprintln!("[{:>5.1}s] {line}", waited.as_secs_f64());
                 last_line = line;
@@ -180,7 +189,9 @@ fn write_out(bus: &Bus, request: &RequestOnBus, dir: &Path) -> anyhow::Result<Ve
             let listed = artifacts.iter().find(|a| a.path == bus_path);
             let digest = hex::encode(Sha256::digest(&bytes));
             if listed.is_none_or(|a| a.sha256 != digest) {
-                eprintln!("warning: {bus_path} is not listed in the signed result with this content; not written");
+                eprintln!(
+                    "warning: {bus_path} is not listed in the signed result with this content; not written"
+                );
                 continue;
             }
             put(Path::new(local_dir).join(&name), &bytes)?;

@@ -78,7 +78,10 @@ fn bad_params_labels_and_expiry_exit_2_without_pushing() {
 fn a_good_request_prints_branch_and_request_id() {
     let s = setup();
     let (code, out, err) = macbridge(
-        &["request", "--remote", &s.bus, "--key", &s.key, "--preset", "sleep", "--param", "ms=5", "--json"],
+        &[
+            "request", "--remote", &s.bus, "--key", &s.key, "--preset", "sleep", "--param", "ms=5",
+            "--json",
+        ],
         &s.cache,
     );
     assert_eq!(code, 0, "{err}");
@@ -102,7 +105,15 @@ fn a_good_request_prints_branch_and_request_id() {
 fn a_missing_key_is_bad_input() {
     let s = setup();
     let (code, _, err) = macbridge(
-        &["request", "--remote", &s.bus, "--key", "/nonexistent/key", "--preset", "sleep"],
+        &[
+            "request",
+            "--remote",
+            &s.bus,
+            "--key",
+            "/nonexistent/key",
+            "--preset",
+            "sleep",
+        ],
         &s.cache,
     );
     assert_eq!(code, 2, "{err}");

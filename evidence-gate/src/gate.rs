@@ -30,7 +30,10 @@ pub fn check_report_bytes(name: &str, bytes: &[u8]) -> ReportVerdict {
                 name.to_string(),
                 None,
                 None,
-                vec![Violation::new("UNPARSEABLE", format!("not valid JSON: {e}"))],
+                vec![Violation::new(
+                    "UNPARSEABLE",
+                    format!("not valid JSON: {e}"),
+                )],
             );
         }
     };
@@ -46,7 +49,10 @@ pub fn check_report_bytes(name: &str, bytes: &[u8]) -> ReportVerdict {
     let kind = match report.get("kind") {
         Some(Value::String(k)) if !k.is_empty() => Some(k.clone()),
         _ => {
-            violations.push(Violation::new("SCHEMA", "`kind` must be a non-empty string"));
+            violations.push(Violation::new(
+                "SCHEMA",
+                "`kind` must be a non-empty string",
+            ));
             None
         }
     };
@@ -126,7 +132,11 @@ pub fn check_paths(paths: &[impl AsRef<Path>]) -> Verdict {
                 r.path = path.join(&r.path).display().to_string();
                 r
             }));
-            violations.extend(sub.violations.into_iter().filter(|v| v.code != "NO_REPORTS"));
+            violations.extend(
+                sub.violations
+                    .into_iter()
+                    .filter(|v| v.code != "NO_REPORTS"),
+            );
         } else {
             reports.push(check_report_file(path));
         }
@@ -135,7 +145,8 @@ pub fn check_paths(paths: &[impl AsRef<Path>]) -> Verdict {
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > MAX_REPORT_BYTES {
         return Err(format!(
             "{} is {} bytes, over the {} byte limit",
@@ -183,8 +194,14 @@ fn check_provenance(report: &Map<String, Value>, out: &mut Vec<Violation>) {
             ));
         }
     }
-    let started = prov.get("started_at").and_then(Value::as_str).map(|s| (s, parse_rfc3339(s)));
-    let finished = prov.get("finished_at").and_then(Value::as_str).map(|s| (s, parse_rfc3339(s)));
+    let started = prov
+        .get("started_at")
+        .and_then(Value::as_str)
+        .map(|s| (s, parse_rfc3339(s)));
+    let finished = prov
+        .get("finished_at")
+        .and_then(Value::as_str)
+        .map(|s| (s, parse_rfc3339(s)));
     for (field, parsed) in [("started_at", &started), ("finished_at", &finished)] {
         if prov.contains_key(field) && !matches!(parsed, Some((_, Some(_)))) {
             out.push(Violation::new(
@@ -205,7 +222,10 @@ fn check_provenance(report: &Map<String, Value>, out: &mut Vec<Violation>) {
 
 fn check_not_dry_run(report: &Map<String, Value>, out: &mut Vec<Violation>) {
     for flag in ["dry_run", "mock", "simulated"] {
-        if report.get(flag).is_some_and(|v| v != &Value::Bool(false) && !v.is_null()) {
+        if report
+            .get(flag)
+            .is_some_and(|v| v != &Value::Bool(false) && !v.is_null())
+        {
             out.push(Violation::new(
                 "NOT_MEASURED",
                 format!("report declares `{flag}`: a dry run or mock is not evidence"),

@@ -59,7 +59,11 @@ pub fn recover(runner: &Runner) -> anyhow::Result<usize> {
             Some("runner restarted before the job finished".to_string()),
         )? {
             lease::LeaseOutcome::Held(_) => {
-                info!(request_id, attempt = lease.attempt, "released a claim left by an earlier run");
+                info!(
+                    request_id,
+                    attempt = lease.attempt,
+                    "released a claim left by an earlier run"
+                );
                 released += 1;
             }
             lease::LeaseOutcome::Lost => {}
@@ -82,7 +86,10 @@ fn reap_orphans(runner: &Runner) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let request_id = name.split('.').next().unwrap_or(&name).to_string();
         if crate::exec::reap_orphan(&pid_file, &request_id) {
-            warn!(request_id, "stopped a job left running by an earlier run of this runner");
+            warn!(
+                request_id,
+                "stopped a job left running by an earlier run of this runner"
+            );
         }
     }
 }
@@ -128,7 +135,9 @@ pub fn cleanup(runner: &Runner) -> anyhow::Result<Cleaned> {
     let retention = runner.config.retention_seconds;
     let claim_of = |id: &str| {
         let name = layout::claim_ref(id);
-        refs.iter().find(|(n, _)| *n == name).map(|(n, oid)| (n.clone(), *oid))
+        refs.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, oid)| (n.clone(), *oid))
     };
     let mut finished = Vec::new();
     let mut live_branches = std::collections::BTreeSet::new();
@@ -163,17 +172,27 @@ pub fn cleanup(runner: &Runner) -> anyhow::Result<Cleaned> {
     }
     // Claims whose branch is gone and whose request must have expired by now.
     let mut stale_claims = Vec::new();
-    let in_batch: std::collections::BTreeSet<String> =
-        finished.iter().filter_map(|f| f.claim.as_ref().map(|c| c.0.clone())).collect();
-    for (name, oid) in refs.iter().filter(|(n, _)| n.starts_with(layout::CLAIM_PREFIX)) {
+    let in_batch: std::collections::BTreeSet<String> = finished
+        .iter()
+        .filter_map(|f| f.claim.as_ref().map(|c| c.0.clone()))
+        .collect();
+    for (name, oid) in refs
+        .iter()
+        .filter(|(n, _)| n.starts_with(layout::CLAIM_PREFIX))
+    {
         if in_batch.contains(name) {
             continue;
         }
-        let Some(id) = name.strip_prefix(layout::CLAIM_PREFIX) else { continue };
-        let Some(on_bus) = view::read_lease(&runner.bus, id)? else { continue };
+        let Some(id) = name.strip_prefix(layout::CLAIM_PREFIX) else {
+            continue;
+        };
+        let Some(on_bus) = view::read_lease(&runner.bus, id)? else {
+            continue;
+        };
         let Ok(l) = &on_bus.lease else { continue };
         let quiet_for = clock::parse(&l.renewed_at).map(|t| clock::seconds_between(t, now));
-        let branch_gone = !live_branches.contains(&l.branch) && !refs.iter().any(|(n, _)| *n == l.branch);
+        let branch_gone =
+            !live_branches.contains(&l.branch) && !refs.iter().any(|(n, _)| *n == l.branch);
         if branch_gone && quiet_for.is_some_and(|s| s > retention + MAX_LIFETIME_SECS as f64) {
             stale_claims.push((name.clone(), *oid));
         }

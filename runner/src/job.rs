@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use macbridge_bus::git::Oid;
 use macbridge_bus::clock;
+use macbridge_bus::git::Oid;
 use macbridge_bus::lease::LeaseHandle;
 use macbridge_bus::records::{LeaseState, ResultState, Timings};
 use macbridge_bus::verify::VerifiedRequest;
@@ -111,7 +111,11 @@ pub fn run(
                 .min(runner.config.heartbeat_seconds)
                 .clamp(0.05, 10.0),
         ),
-        max_output_bytes: runner.config.log_cap_bytes.saturating_mul(256).max(64 << 20),
+        max_output_bytes: runner
+            .config
+            .log_cap_bytes
+            .saturating_mul(256)
+            .max(64 << 20),
         pid_file: job_dir.join(JOB_PID_FILE),
     };
     let heartbeat = Duration::from_secs_f64(runner.config.heartbeat_seconds);
@@ -205,7 +209,8 @@ fn prepare_workspace(
     verified: &VerifiedRequest,
     job_dir: &Path,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let (Some(workload), PresetClass::Workload) = (&verified.manifest.workload, verified.preset.class)
+    let (Some(workload), PresetClass::Workload) =
+        (&verified.manifest.workload, verified.preset.class)
     else {
         return Ok(None);
     };
@@ -279,13 +284,12 @@ fn has_json(dir: &Path) -> bool {
 fn prepare_job_dir(runner: &Runner, request_id: &str, attempt: u32) -> anyhow::Result<PathBuf> {
     let dir = runner.config.jobs_dir().join(request_id);
     if dir.exists() {
-        let aside = runner
-            .config
-            .jobs_dir()
-            .join(format!("{request_id}.attempt-{}", attempt.saturating_sub(1)));
+        let aside = runner.config.jobs_dir().join(format!(
+            "{request_id}.attempt-{}",
+            attempt.saturating_sub(1)
+        ));
         let _ = std::fs::remove_dir_all(&aside);
-        std::fs::rename(&dir, &aside)
-            .with_context(|| format!("moving aside {}", dir.display()))?;
+        std::fs::rename(&dir, &aside).with_context(|| format!("moving aside {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -300,12 +304,21 @@ fn job_env(runner: &Runner, request_id: &str, job_dir: &Path, tmp: &Path) -> Vec
         ("LANG".to_string(), "C.UTF-8".to_string()),
         ("TMPDIR".to_string(), tmp.display().to_string()),
         ("MACBRIDGE_REQUEST_ID".to_string(), request_id.to_string()),
-        ("MACBRIDGE_JOB_DIR".to_string(), job_dir.display().to_string()),
+        (
+            "MACBRIDGE_JOB_DIR".to_string(),
+            job_dir.display().to_string(),
+        ),
     ];
     if let Some(home) = std::env::var_os("HOME") {
         env.push(("HOME".to_string(), home.to_string_lossy().into_owned()));
     }
-    env.extend(runner.config.job_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(
+        runner
+            .config
+            .job_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     env
 }
 

@@ -141,7 +141,10 @@ fn once(config: &std::path::Path, branch: Option<&str>, json: bool) -> anyhow::R
     } else {
         for (branch, h) in &handled {
             let (outcome, detail) = describe(h);
-            println!("{}\t{outcome}\t{detail}", macbridge_bus::layout::short_branch(branch));
+            println!(
+                "{}\t{outcome}\t{detail}",
+                macbridge_bus::layout::short_branch(branch)
+            );
         }
     }
     Ok(())
@@ -195,7 +198,9 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
     match housekeeping::recover(&runner) {
         Ok(0) => {}
         Ok(n) => info!(released = n, "gave back claims left by an earlier run"),
-        Err(e) => warn!(error = %format!("{e:#}"), "could not check for claims left by an earlier run"),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "could not check for claims left by an earlier run")
+        }
     }
     let presence_every = Duration::from_secs_f64(runner.config.presence_seconds);
     let cleanup_every = Duration::from_secs_f64(runner.config.cleanup_seconds);
@@ -217,10 +222,9 @@ fn serve(config: &std::path::Path) -> anyhow::Result<()> {
             Ok(handled) => {
                 failures = 0;
                 // Work was done: look again at once, so a burst drains without poll gaps.
-                if handled
-                    .iter()
-                    .any(|(_, h)| matches!(h, Handled::Ran(_) | Handled::Refused(_) | Handled::Lost))
-                {
+                if handled.iter().any(|(_, h)| {
+                    matches!(h, Handled::Ran(_) | Handled::Refused(_) | Handled::Lost)
+                }) {
                     continue;
                 }
             }

@@ -42,7 +42,12 @@ fn runner_info(runner: &Runner) -> RunnerInfo {
     }
 }
 
-fn base_record(runner: &Runner, req: &RequestOnBus, state: ResultState, reason: Option<String>) -> ResultRecord {
+fn base_record(
+    runner: &Runner,
+    req: &RequestOnBus,
+    state: ResultState,
+    reason: Option<String>,
+) -> ResultRecord {
     let manifest = req.manifest.as_ref().ok();
     ResultRecord {
         schema_version: 1,
@@ -99,9 +104,13 @@ pub fn job_result(
     record.verdict = facts.verdict;
     let mut files = Vec::new();
     for name in ["stdout.log", "stderr.log"] {
-        let (bytes, truncated) = exec::capped(&facts.job_dir.join(name), runner.config.log_cap_bytes);
+        let (bytes, truncated) =
+            exec::capped(&facts.job_dir.join(name), runner.config.log_cap_bytes);
         record.logs_truncated |= truncated;
-        files.push(TreeChange::put(format!("{}/{name}", layout::LOGS_DIR), bytes));
+        files.push(TreeChange::put(
+            format!("{}/{name}", layout::LOGS_DIR),
+            bytes,
+        ));
     }
     files.extend(collect_reports(facts.out_dir)?);
     record.artifacts = files
@@ -137,7 +146,10 @@ fn collect_reports(out: &Path) -> anyhow::Result<Vec<TreeChange>> {
         }
         let bytes = std::fs::read(entry.path())
             .with_context(|| format!("reading {}", entry.path().display()))?;
-        files.push(TreeChange::put(format!("{}/{name}", layout::REPORTS_DIR), bytes));
+        files.push(TreeChange::put(
+            format!("{}/{name}", layout::REPORTS_DIR),
+            bytes,
+        ));
     }
     Ok(files)
 }
@@ -173,7 +185,7 @@ fn push_with_retries(
                 return Ok(false);
             }
             Ok(PublishOutcome::BranchMoved) => {
-                runner.bus.fetch(&[req.branch.clone()])?;
+                runner.bus.fetch(std::slice::from_ref(&req.branch))?;
                 match view::read_request(&runner.bus, &req.branch)? {
                     Some(now) if now.result.is_none() => tip = now.tip,
                     _ => return Ok(false),

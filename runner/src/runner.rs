@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use macbridge_bus::git::Bus;
 use macbridge_bus::lease::{self, LeaseHandle, LeaseOutcome, RunnerIdentity};
 use macbridge_bus::records::{LeaseState, ResultState};
@@ -12,6 +11,7 @@ use macbridge_bus::sig::{self, AllowedSigners, Policy};
 use macbridge_bus::verify::{self, RefusalCode, Trust};
 use macbridge_bus::view::{self, RequestOnBus};
 use macbridge_bus::{clock, layout};
+use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -159,17 +159,18 @@ impl Runner {
         let mut all = Vec::new();
         loop {
             let handled = self.scan(only)?;
-            let progressed = handled
-                .iter()
-                .any(|(_, h)| {
-                    matches!(
-                        h,
-                        Handled::Ran(_) | Handled::Refused(_) | Handled::Lost | Handled::Abandoned
-                    )
-                });
+            let progressed = handled.iter().any(|(_, h)| {
+                matches!(
+                    h,
+                    Handled::Ran(_) | Handled::Refused(_) | Handled::Lost | Handled::Abandoned
+                )
+            });
             for (branch, outcome) in handled {
                 // One line per branch: a later, more decisive outcome replaces an earlier skip.
-                match all.iter_mut().find(|(b, _): &&mut (String, Handled)| *b == branch) {
+                match all
+                    .iter_mut()
+                    .find(|(b, _): &&mut (String, Handled)| *b == branch)
+                {
                     Some(slot) => slot.1 = outcome,
                     None => all.push((branch, outcome)),
                 }
@@ -183,11 +184,9 @@ impl Runner {
     fn handle(&self, req: RequestOnBus, claims: &BTreeSet<String>) -> anyhow::Result<Handled> {
         let now = clock::now();
         if let Some(size) = req.manifest_too_large {
-            let reason = verify::Refusal::new(
-                RefusalCode::InvalidManifest,
-                view::too_large_message(size),
-            )
-            .reason();
+            let reason =
+                verify::Refusal::new(RefusalCode::InvalidManifest, view::too_large_message(size))
+                    .reason();
             publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
             return Ok(Handled::Refused(reason));
         }

@@ -12,10 +12,14 @@ fn runner(config_text: &str) -> (bool, String) {
         .arg(&config)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
-const BASE: &str = "remote: /nonexistent\nrunner_id: mac-1\nkey: k\nallowed_signers: a\nwork_dir: w\n";
+const BASE: &str =
+    "remote: /nonexistent\nrunner_id: mac-1\nkey: k\nallowed_signers: a\nwork_dir: w\n";
 
 #[test]
 fn missing_required_keys_are_named() {

@@ -27,7 +27,11 @@ pub(crate) struct Output {
 
 /// Run `git --git-dir=<git_dir> <args>`; stdin is closed and prompting is disabled so a
 /// missing credential fails fast instead of hanging a daemon.
-pub(crate) fn run(git_dir: &Path, args: &[&str], timeout: Duration) -> Result<Output, GitCommandError> {
+pub(crate) fn run(
+    git_dir: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Output, GitCommandError> {
     let command_label = args.first().copied().unwrap_or("").to_string();
     let mut child = Command::new("git")
         .arg("--git-dir")

@@ -56,7 +56,9 @@ pub struct PushUpdate {
 pub enum PushOutcome {
     Accepted,
     /// Some ref was not updated (someone else moved it first); with `--atomic`, none was.
-    Rejected { reasons: Vec<(String, String)> },
+    Rejected {
+        reasons: Vec<(String, String)>,
+    },
 }
 
 /// A bus remote plus the local cache repository used to talk to it.
@@ -159,7 +161,15 @@ impl Bus {
         let spec = format!("+{rev}:{local}");
         command::run(
             &self.cache_path,
-            &["fetch", "--no-tags", "--no-write-fetch-head", "--quiet", "--", repo, &spec],
+            &[
+                "fetch",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--quiet",
+                "--",
+                repo,
+                &spec,
+            ],
             self.timeout,
         )?;
         Ok(self.repo.refname_to_id(local)?)
@@ -167,9 +177,7 @@ impl Bus {
 
     /// The commit a remote ref pointed to at the last fetch.
     pub fn fetched(&self, remote_ref: &str) -> Option<Oid> {
-        self.repo
-            .refname_to_id(&local_name(remote_ref))
-            .ok()
+        self.repo.refname_to_id(&local_name(remote_ref)).ok()
     }
 
     /// Push updates; with `atomic`, all of them land or none does.
@@ -217,9 +225,7 @@ impl Bus {
     }
 }
 
-fn push_outcome(
-    result: Result<command::Output, GitCommandError>,
-) -> Result<PushOutcome, GitError> {
+fn push_outcome(result: Result<command::Output, GitCommandError>) -> Result<PushOutcome, GitError> {
     match result {
         Ok(_) => Ok(PushOutcome::Accepted),
         Err(GitCommandError::Failed {

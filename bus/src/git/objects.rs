@@ -120,7 +120,9 @@ fn edit_tree(
     }
     for (dir, sub_edits) in nested {
         let existing = match builder.get(&dir)? {
-            Some(entry) if entry.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(entry.id())?),
+            Some(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                Some(repo.find_tree(entry.id())?)
+            }
             _ => None,
         };
         let sub = edit_tree(repo, existing.as_ref(), &sub_edits)?;
@@ -152,7 +154,12 @@ fn write_tree(repo: &Repository, tree: &Tree, dir: &Path) -> Result<(), GitError
         let Ok(name) = entry.name() else { continue };
         // Names come from a commit someone pushed: refuse anything that is not one plain
         // path component.
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+        {
             continue;
         }
         let path = dir.join(name);

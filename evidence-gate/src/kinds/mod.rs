@@ -32,7 +32,12 @@ pub fn known_kinds() -> Vec<(&'static str, &'static [u64])> {
     KINDS.iter().map(|k| (k.kind, k.versions)).collect()
 }
 
-pub(crate) fn check(kind: &str, version: u64, report: &Map<String, Value>, out: &mut Vec<Violation>) {
+pub(crate) fn check(
+    kind: &str,
+    version: u64,
+    report: &Map<String, Value>,
+    out: &mut Vec<Violation>,
+) {
     let Some(rules) = KINDS.iter().find(|k| k.kind == kind) else {
         out.push(Violation::new(
             "UNKNOWN_KIND",
@@ -54,17 +59,27 @@ pub(crate) fn check(kind: &str, version: u64, report: &Map<String, Value>, out: 
 }
 
 /// A finite number at a dotted path, or a recorded violation.
-pub(crate) fn number(report: &Map<String, Value>, path: &str, out: &mut Vec<Violation>) -> Option<f64> {
+pub(crate) fn number(
+    report: &Map<String, Value>,
+    path: &str,
+    out: &mut Vec<Violation>,
+) -> Option<f64> {
     match lookup(report, path) {
         Some(Value::Number(n)) => match n.as_f64() {
             Some(x) if x.is_finite() => Some(x),
             _ => {
-                out.push(Violation::new("NON_FINITE", format!("`{path}` is not finite")));
+                out.push(Violation::new(
+                    "NON_FINITE",
+                    format!("`{path}` is not finite"),
+                ));
                 None
             }
         },
         Some(_) => {
-            out.push(Violation::new("SCHEMA", format!("`{path}` must be a number")));
+            out.push(Violation::new(
+                "SCHEMA",
+                format!("`{path}` must be a number"),
+            ));
             None
         }
         None => {

@@ -16,7 +16,10 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
         return;
     };
     let Some(files) = files.as_array().filter(|f| !f.is_empty()) else {
-        out.push(Violation::new("SCHEMA", "`files` must be a non-empty array"));
+        out.push(Violation::new(
+            "SCHEMA",
+            "`files` must be a non-empty array",
+        ));
         return;
     };
     let digests = lookup(report, "provenance.model_digests").and_then(Value::as_object);
@@ -24,11 +27,17 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
         let name = file.get("name").and_then(Value::as_str);
         let sha = file.get("sha256").and_then(Value::as_str);
         let (Some(name), Some(sha)) = (name, sha) else {
-            out.push(Violation::new("SCHEMA", format!("files[{i}] needs `name` and `sha256`")));
+            out.push(Violation::new(
+                "SCHEMA",
+                format!("files[{i}] needs `name` and `sha256`"),
+            ));
             continue;
         };
         if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            out.push(Violation::new("SCHEMA", format!("files[{i}].sha256 is not a sha256")));
+            out.push(Violation::new(
+                "SCHEMA",
+                format!("files[{i}].sha256 is not a sha256"),
+            ));
         }
         if digests.and_then(|d| d.get(name)).and_then(Value::as_str) != Some(sha) {
             out.push(Violation::new(
@@ -38,6 +47,9 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
         }
     }
     if !matches!(lookup(report, "config"), Some(Value::Object(_))) {
-        out.push(Violation::new("SCHEMA", "`config` (the parsed config.json) is missing"));
+        out.push(Violation::new(
+            "SCHEMA",
+            "`config` (the parsed config.json) is missing",
+        ));
     }
 }

@@ -32,9 +32,17 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
         ));
     }
     if pid.is_some_and(|p| p < 1.0) {
-        out.push(Violation::new("SCHEMA", "`pid` must be a positive process id"));
+        out.push(Violation::new(
+            "SCHEMA",
+            "`pid` must be a positive process id",
+        ));
     }
-    let stamp = |f: &str| report.get(f).and_then(Value::as_str).and_then(parse_rfc3339);
+    let stamp = |f: &str| {
+        report
+            .get(f)
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+    };
     match (stamp("started_at"), stamp("finished_at"), slept) {
         (Some(s), Some(f), Some(slept)) => {
             let wall_ms = (f - s).whole_milliseconds() as f64;
