@@ -88,6 +88,11 @@ impl Rotator {
         self.kind
     }
 
+    /// Entry magnitude ±s of the normalised matrix.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
     /// `x ← x · H`. `scratch` must have length D (used only by the dense kernel).
     #[inline(always)]
     pub fn apply(&self, x: &mut [f32], scratch: &mut [f32]) {

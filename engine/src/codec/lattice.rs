@@ -87,26 +87,45 @@ pub fn closest_e8(y: &[f32; 8]) -> [f32; 8] {
 }
 
 /// Eight blocks side by side, coordinate-major: `y[c][l]` is coordinate `c` of block `l`.
-/// Every step below is then the same operation on 8 independent lanes, which the compiler
+/// Every step below is then the same operation on independent lanes, which the compiler
 /// turns into straight-line SIMD with no data-dependent branches (the scalar search above
 /// branches on parity, argmax and coset choice, which are random per block).
 pub type Lanes = [f32; 8];
 
-/// [`closest_dn`] on eight blocks at once; identical results lane by lane, except that a
-/// coordinate of −0.0 may come back as +0.0 (equal as numbers).
+/// [`closest_dn`] on `L` blocks at once (`y[c][l]` = coordinate `c` of block `l`), bit for bit
+/// the scalar result lane by lane (−0.0 included) for finite inputs. Everything is a float
+/// compare and select, so it vectorises across lanes: parity is read from the exact integer
+/// sum as `sum/2 − ⌊sum/2⌋ = ½` (|sum| < 2²⁴, see [`crate::codec::MAX_Q`]), the first index of
+/// the argmax is carried as a float.
 #[inline(always)]
-pub fn closest_dn_lanes<const N: usize>(y: &[Lanes; N]) -> [Lanes; N] {
-    let mut f = [[0.0f32; 8]; N];
-    let mut a = [[0.0f32; 8]; N];
+pub fn dn_lanes<const N: usize, const L: usize>(y: &[[f32; L]; N]) -> [[f32; L]; N] {
+    let mut f = [[0.0f32; L]; N];
+    let mut a = [[0.0f32; L]; N];
     for c in 0..N {
-        for l in 0..8 {
+        for l in 0..L {
             f[c][l] = y[c][l].round_ties_even();
             a[c][l] = (y[c][l] - f[c][l]).abs();
         }
     }
-    let mut sum = [0.0f32; 8];
-    for l in 0..8 {
-        sum[l] = if N == 8 {
+    let mut m = a[0];
+    for row in a.iter().skip(1) {
+        for l in 0..L {
+            m[l] = if row[l] > m[l] { row[l] } else { m[l] };
+        }
+    }
+    // Scan from the last coordinate so the first index holding the maximum wins.
+    let mut k = [0.0f32; L];
+    let mut dk = [0.0f32; L];
+    for c in (0..N).rev() {
+        for l in 0..L {
+            let hit = a[c][l] == m[l];
+            k[l] = if hit { c as f32 } else { k[l] };
+            dk[l] = if hit { y[c][l] - f[c][l] } else { dk[l] };
+        }
+    }
+    let mut step = [0.0f32; L];
+    for l in 0..L {
+        let sum = if N == 8 {
             ((f[0][l] + f[1][l]) + (f[2][l] + f[3][l]))
                 + ((f[4][l] + f[5][l]) + (f[6][l] + f[7][l]))
         } else {
@@ -116,77 +135,77 @@ pub fn closest_dn_lanes<const N: usize>(y: &[Lanes; N]) -> [Lanes; N] {
             }
             acc
         };
-    }
-    let mut m = a[0];
-    for row in a.iter().skip(1) {
-        for l in 0..8 {
-            m[l] = if row[l] > m[l] { row[l] } else { m[l] };
-        }
-    }
-    // Scan from the last coordinate so the first index holding the maximum wins.
-    let mut k = [0u32; 8];
-    let mut dk = [0.0f32; 8];
-    for c in (0..N).rev() {
-        for l in 0..8 {
-            let hit = a[c][l] == m[l];
-            k[l] = if hit { c as u32 } else { k[l] };
-            dk[l] = if hit { y[c][l] - f[c][l] } else { dk[l] };
-        }
-    }
-    let mut step = [0.0f32; 8];
-    for l in 0..8 {
-        // |sum| ≤ 8·(MAX_Q + 1) < 2²⁴: the float sum is exact and fits an i32.
-        let odd = (sum[l] as i32) & 1 != 0;
+        let h = sum * 0.5;
+        let odd = h - h.floor() == 0.5;
         let sign = if dk[l] >= 0.0 { 1.0 } else { -1.0 };
-        step[l] = if odd { sign } else { 0.0 };
+        // 0.0 = no step; the coordinate index is never −1, so k = −1 disables the flip.
+        step[l] = sign;
+        k[l] = if odd { k[l] } else { -1.0 };
     }
     for (c, row) in f.iter_mut().enumerate() {
-        for l in 0..8 {
-            row[l] += if k[l] == c as u32 { step[l] } else { 0.0 };
+        for l in 0..L {
+            // A select, not `+= 0.0`, so an untouched −0.0 stays −0.0 as in the scalar code.
+            row[l] = if k[l] == c as f32 {
+                row[l] + step[l]
+            } else {
+                row[l]
+            };
         }
     }
     f
 }
 
-/// [`closest_e8`] on eight blocks at once (see [`closest_dn_lanes`]).
+/// [`closest_e8`] on `L` blocks at once (see [`dn_lanes`]).
 #[inline(always)]
-pub fn closest_e8_lanes(y: &[Lanes; 8]) -> [Lanes; 8] {
-    let a = closest_dn_lanes(y);
-    let mut shifted = [[0.0f32; 8]; 8];
+pub fn e8_lanes<const L: usize>(y: &[[f32; L]; 8]) -> [[f32; L]; 8] {
+    let a = dn_lanes(y);
+    let mut shifted = [[0.0f32; L]; 8];
     for c in 0..8 {
-        for l in 0..8 {
+        for l in 0..L {
             shifted[c][l] = y[c][l] - 0.5;
         }
     }
-    let mut b = closest_dn_lanes(&shifted);
+    let mut b = dn_lanes(&shifted);
     for row in b.iter_mut() {
         for v in row.iter_mut() {
             *v += 0.5;
         }
     }
-    let dist = |p: &[Lanes; 8]| {
-        let mut e = [[0.0f32; 8]; 8];
+    let dist = |p: &[[f32; L]; 8]| {
+        let mut e = [[0.0f32; L]; 8];
         for c in 0..8 {
-            for l in 0..8 {
+            for l in 0..L {
                 let d = y[c][l] - p[c][l];
                 e[c][l] = d * d;
             }
         }
-        let mut out = [0.0f32; 8];
-        for l in 0..8 {
+        let mut out = [0.0f32; L];
+        for l in 0..L {
             out[l] = ((e[0][l] + e[1][l]) + (e[2][l] + e[3][l]))
                 + ((e[4][l] + e[5][l]) + (e[6][l] + e[7][l]));
         }
         out
     };
     let (da, db) = (dist(&a), dist(&b));
-    let mut out = [[0.0f32; 8]; 8];
+    let mut out = [[0.0f32; L]; 8];
     for c in 0..8 {
-        for l in 0..8 {
+        for l in 0..L {
             out[c][l] = if da[l] <= db[l] { a[c][l] } else { b[c][l] };
         }
     }
     out
+}
+
+/// [`closest_dn`] on eight blocks at once ([`dn_lanes`] with 8 lanes).
+#[inline(always)]
+pub fn closest_dn_lanes<const N: usize>(y: &[Lanes; N]) -> [Lanes; N] {
+    dn_lanes(y)
+}
+
+/// [`closest_e8`] on eight blocks at once ([`e8_lanes`] with 8 lanes).
+#[inline(always)]
+pub fn closest_e8_lanes(y: &[Lanes; 8]) -> [Lanes; 8] {
+    e8_lanes(y)
 }
 
 #[cfg(test)]
@@ -245,11 +264,11 @@ mod tests {
                 let sd = closest_d8(&col);
                 let s4 = closest_d4(&[col[0], col[1], col[2], col[3]]);
                 for c in 0..8 {
-                    assert_eq!(e[c][l], se[c], "E8 {col:?}");
-                    assert_eq!(d[c][l], sd[c], "D8 {col:?}");
+                    assert_eq!(e[c][l].to_bits(), se[c].to_bits(), "E8 {col:?}");
+                    assert_eq!(d[c][l].to_bits(), sd[c].to_bits(), "D8 {col:?}");
                 }
                 for c in 0..4 {
-                    assert_eq!(d4[c][l], s4[c], "D4 {col:?}");
+                    assert_eq!(d4[c][l].to_bits(), s4[c].to_bits(), "D4 {col:?}");
                 }
             }
         }

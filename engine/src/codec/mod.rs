@@ -25,6 +25,8 @@ pub mod hadamard;
 pub mod lattice;
 pub mod pack;
 mod pipeline;
+pub mod rows;
+mod simd;
 pub mod tensor;
 
 pub use batch::{PackedRows, Quantizer, decode_rows, encode_rows, roundtrip_rows};

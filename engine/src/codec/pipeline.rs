@@ -6,7 +6,8 @@
 use half::f16;
 
 use super::hadamard::{Rotation, Rotator};
-use super::lattice::{Lanes, closest_dn_lanes, closest_e8_lanes};
+use super::lattice::{closest_d4, closest_e8};
+use super::rows::{self, Kernel};
 use super::{CodecError, Variant, validate};
 
 /// float32 machine epsilon, 2⁻²³: the floor for ‖x‖ and qmax so a zero row stays zero
@@ -124,6 +125,15 @@ impl Codec {
         self.q
     }
 
+    pub(crate) fn q_f32(&self) -> f32 {
+        self.q_f32
+    }
+
+    /// Entry magnitude of the normalised Hadamard matrix, `1 / f32(√D)`.
+    pub(crate) fn rotation_scale(&self) -> f32 {
+        self.rot.scale()
+    }
+
     /// Accounted bits per vector (spec §1.5).
     pub fn bits(&self) -> u64 {
         let blocks = (self.dim / self.variant.block()) as u64;
@@ -154,31 +164,22 @@ impl Codec {
         Side { norm, qmax: qmax16 }
     }
 
-    /// Steps 6–7: closest point and clamp for every block, eight blocks at a time in lanes
-    /// (a short last group is padded with zero blocks whose results are dropped).
+    /// Steps 6–7: closest point and clamp for every block, one block at a time (the scalar
+    /// oracle the row-parallel kernels in [`super::rows`] are tested against).
     #[inline(always)]
     fn search_groups<const N: usize>(&self, z: &mut [f32]) {
         let (lo, hi) = (-self.q_f32, self.q_f32);
-        for group in z.chunks_mut(8 * N) {
-            let blocks = group.len() / N;
-            let mut y = [[0.0f32; 8]; N];
-            for l in 0..blocks {
-                for c in 0..N {
-                    y[c][l] = group[l * N + c];
-                }
-            }
-            let p: [Lanes; N] = if N == 8 {
-                let mut y8 = [[0.0f32; 8]; 8];
-                y8.copy_from_slice(&y[..8]);
-                let e = closest_e8_lanes(&y8);
-                std::array::from_fn(|c| e[c])
+        for block in z.chunks_exact_mut(N) {
+            let mut y = [0.0f32; 8];
+            y[..N].copy_from_slice(block);
+            let p = if N == 8 {
+                closest_e8(&y)
             } else {
-                closest_dn_lanes(&y)
+                let d = closest_d4(&[y[0], y[1], y[2], y[3]]);
+                [d[0], d[1], d[2], d[3], 0.0, 0.0, 0.0, 0.0]
             };
-            for l in 0..blocks {
-                for c in 0..N {
-                    group[l * N + c] = p[c][l].clamp(lo, hi);
-                }
+            for (o, &v) in block.iter_mut().zip(&p) {
+                *o = v.clamp(lo, hi);
             }
         }
     }
@@ -214,83 +215,10 @@ impl Codec {
         self.roundtrip_rows_body(x, out)
     }
 
-    #[inline(always)]
-    fn quantize_rows_body(&self, x: &[f32], z: &mut [f32], sides: &mut [Side]) {
-        let mut scratch = vec![0.0f32; self.dim];
-        let rows = x.chunks_exact(self.dim).zip(z.chunks_exact_mut(self.dim));
-        for ((xr, zr), side) in rows.zip(sides.iter_mut()) {
-            *side = self.encode_into(xr, zr, &mut scratch);
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn quantize_rows_avx2(&self, x: &[f32], z: &mut [f32], sides: &mut [Side]) {
-        self.quantize_rows_body(x, z, sides)
-    }
-
-    /// Encode whole rows serially into lattice points `z` (same length as `x`) and one side
-    /// pair per row (`sides.len()` = rows).
-    pub fn quantize_rows(
-        &self,
-        x: &[f32],
-        z: &mut [f32],
-        sides: &mut [Side],
-    ) -> Result<(), CodecError> {
-        let rows = self.check_rows(x.len())?;
-        if z.len() != x.len() || sides.len() != rows {
-            return Err(CodecError::RowLength {
-                len: z.len(),
-                dim: x.len(),
-            });
-        }
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            unsafe { self.quantize_rows_avx2(x, z, sides) };
-            return Ok(());
-        }
-        self.quantize_rows_body(x, z, sides);
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn dequantize_rows_body(&self, sides: &[Side], z: &mut [f32]) {
-        let mut scratch = vec![0.0f32; self.dim];
-        for (zr, side) in z.chunks_exact_mut(self.dim).zip(sides) {
-            self.decode_in_place(*side, zr, &mut scratch);
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn dequantize_rows_avx2(&self, sides: &[Side], z: &mut [f32]) {
-        self.dequantize_rows_body(sides, z)
-    }
-
-    /// Rebuild whole rows in place from lattice points and their side pairs.
-    pub fn dequantize_rows(&self, sides: &[Side], z: &mut [f32]) -> Result<(), CodecError> {
-        let rows = self.check_rows(z.len())?;
-        if sides.len() != rows {
-            return Err(CodecError::RowLength {
-                len: sides.len(),
-                dim: rows,
-            });
-        }
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            unsafe { self.dequantize_rows_avx2(sides, z) };
-            return Ok(());
-        }
-        self.dequantize_rows_body(sides, z);
-        Ok(())
-    }
-
-    /// Round-trip whole rows serially (`x` and `out` of equal length, a multiple of D).
-    /// Uses AVX2 code generation when the CPU has it; the arithmetic is identical either way
-    /// (no fused multiply-add is ever formed).
-    pub fn roundtrip_into(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {
+    /// The scalar oracle: [`Codec::roundtrip_into`] one row at a time, one block at a time.
+    /// Same results bit for bit as the row-parallel kernels (tested); kept for tests and as
+    /// the reference the fast paths are measured against.
+    pub fn roundtrip_into_scalar(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {
         self.check_rows(x.len())?;
         if out.len() != x.len() {
             return Err(CodecError::RowLength {
@@ -305,6 +233,83 @@ impl Codec {
             return Ok(());
         }
         self.roundtrip_rows_body(x, out);
+        Ok(())
+    }
+
+    /// Encode whole rows serially into lattice points `z` (same length as `x`) and one side
+    /// pair per row (`sides.len()` = rows), on the row-parallel kernel ([`super::rows`]).
+    pub fn quantize_rows(
+        &self,
+        x: &[f32],
+        z: &mut [f32],
+        sides: &mut [Side],
+    ) -> Result<(), CodecError> {
+        self.quantize_rows_with(rows::kernel(), x, z, sides)
+    }
+
+    /// [`Codec::quantize_rows`] on a chosen kernel (one the CPU lacks runs the portable one).
+    pub fn quantize_rows_with(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        z: &mut [f32],
+        sides: &mut [Side],
+    ) -> Result<(), CodecError> {
+        let rows = self.check_rows(x.len())?;
+        if z.len() != x.len() || sides.len() != rows {
+            return Err(CodecError::RowLength {
+                len: z.len(),
+                dim: x.len(),
+            });
+        }
+        rows::quantize(kernel, self, x, z, sides);
+        Ok(())
+    }
+
+    /// Rebuild whole rows in place from lattice points and their side pairs.
+    pub fn dequantize_rows(&self, sides: &[Side], z: &mut [f32]) -> Result<(), CodecError> {
+        self.dequantize_rows_with(rows::kernel(), sides, z)
+    }
+
+    /// [`Codec::dequantize_rows`] on a chosen kernel.
+    pub fn dequantize_rows_with(
+        &self,
+        kernel: Kernel,
+        sides: &[Side],
+        z: &mut [f32],
+    ) -> Result<(), CodecError> {
+        let rows = self.check_rows(z.len())?;
+        if sides.len() != rows {
+            return Err(CodecError::RowLength {
+                len: sides.len(),
+                dim: rows,
+            });
+        }
+        rows::dequantize(kernel, self, sides, z);
+        Ok(())
+    }
+
+    /// Round-trip whole rows serially (`x` and `out` of equal length, a multiple of D), `L`
+    /// rows per SIMD step ([`super::rows`]); bit-identical to the scalar per-row pipeline.
+    pub fn roundtrip_into(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {
+        self.roundtrip_into_with(rows::kernel(), x, out)
+    }
+
+    /// [`Codec::roundtrip_into`] on a chosen kernel.
+    pub fn roundtrip_into_with(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), CodecError> {
+        self.check_rows(x.len())?;
+        if out.len() != x.len() {
+            return Err(CodecError::RowLength {
+                len: out.len(),
+                dim: x.len(),
+            });
+        }
+        rows::roundtrip(kernel, self, x, out);
         Ok(())
     }
 

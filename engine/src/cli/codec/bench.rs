@@ -44,6 +44,12 @@ pub struct Args {
     /// Print the report JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Only arms whose name contains one of these (comma-separated), e.g. `e8,d4_q10_fast`.
+    #[arg(long, value_delimiter = ',')]
+    arms: Vec<String>,
+    /// Only these thread counts (default: 1 and all cores).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
 }
 
 /// Best-of-`repeats` copy bandwidth in GB/s (bytes read + bytes written) on `threads`.
@@ -138,7 +144,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         params.insert(k.into(), v);
     }
     let builder = ReportBuilder::start("codec_bench", "cpu", params);
-    let arms = bench_arms(a.dim, a.q)?;
+    let mut arms = bench_arms(a.dim, a.q)?;
+    if !a.arms.is_empty() {
+        arms.retain(|arm| a.arms.iter().any(|f| arm.name.contains(f.as_str())));
+    }
     let x = generate(Source::Gaussian, a.rows, a.dim, a.seed);
     if let Some(path) = &a.dump_rows {
         let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -150,6 +159,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut thread_counts = vec![1usize];
     if all > 1 {
         thread_counts.push(all);
+    }
+    if !a.threads.is_empty() {
+        thread_counts = a.threads.clone();
     }
     let mut bw = Map::new();
     let mut results = Vec::new();
