@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod clock;
+pub mod doctor;
 pub mod git;
 pub mod json;
 pub mod layout;

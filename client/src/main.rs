@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod doctor;
 mod queue;
 mod quickstart;
 mod request;
@@ -163,6 +164,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this machine can use the bus: reachability, compare-and-swap, clock, keys,
+    /// runner signers, live runners. Exits 1 if any check fails.
+    Doctor {
+        #[command(flatten)]
+        remote: RemoteArg,
+        /// Your signing key, to check it loads.
+        #[arg(long, env = "MACBRIDGE_KEY")]
+        key: Option<PathBuf>,
+        #[arg(long, env = "MACBRIDGE_RUNNER_SIGNERS")]
+        runner_signers: Option<PathBuf>,
+        /// Print {"checks": [{"name", "status", "hint", ...}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the allowlisted presets with their parameters and bounds.
     Presets {
         #[arg(long)]
@@ -288,6 +303,21 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Presets { json } => presets(json),
+        Command::Doctor {
+            remote,
+            key,
+            runner_signers,
+            json,
+        } => {
+            let (bus, lock) = common::open_bus(&remote.remote)?;
+            let checks =
+                lock.with(|| doctor::checks(&bus, key.as_deref(), runner_signers.as_deref()));
+            Ok(if macbridge_bus::doctor::report(&checks, json) {
+                0
+            } else {
+                1
+            })
+        }
         Command::Quickstart(args) => quickstart::run(args),
     }
 }

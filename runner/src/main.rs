@@ -12,11 +12,14 @@ use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
 mod config;
+mod doctor;
 mod exec;
 mod housekeeping;
 mod job;
 mod publish;
 mod runner;
+mod selftest;
+mod service;
 
 use runner::{Handled, Runner};
 
@@ -54,6 +57,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this machine is ready to serve: config, keys, bus access and compare-and-swap,
+    /// clock, engine, model env, disk, service. Exits 1 if any check fails.
+    Doctor {
+        #[arg(long, env = "MACBRIDGE_RUNNER_CONFIG")]
+        config: PathBuf,
+        /// Print {"checks": [{"name", "status", "hint", ...}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a signed request (and a forged one) through a throwaway local bus with the
+    /// installed engine; exits 0 when the request succeeds and the forgery is refused.
+    SelfTest {
+        /// Take the engine binary from this runner config (default: next to this binary).
+        #[arg(long, env = "MACBRIDGE_RUNNER_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install the runner as a service that starts at boot (launchd on macOS, systemd on
+    /// Linux). System services need sudo; --agent installs a per-user one instead.
+    InstallService {
+        #[arg(long, env = "MACBRIDGE_RUNNER_CONFIG")]
+        config: PathBuf,
+        /// Print the service file for this OS and install nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Per-user LaunchAgent / systemd user unit (starts at login, no sudo).
+        #[arg(long)]
+        agent: bool,
+        /// Account the system service runs as (default: the user who ran sudo).
+        #[arg(long)]
+        user: Option<String>,
+        /// Log file (default: <work_dir>/runner.log).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Stop and remove the service installed by install-service.
+    UninstallService {
+        #[arg(long)]
+        agent: bool,
+        /// Print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Archive finished requests past retention_seconds and remove old job folders, now.
     Cleanup {
         /// Runner config (YAML).
@@ -84,15 +131,21 @@ fn install_signal_handlers() {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon logs what it does; one-shot checks only say what went wrong.
+    let quiet = matches!(
+        cli.command,
+        Command::Doctor { .. } | Command::SelfTest { .. } | Command::InstallService { .. }
+    );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MACBRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("MACBRIDGE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
+            }),
         )
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Once {
@@ -101,6 +154,38 @@ fn main() -> ExitCode {
             json,
         } => once(&config, branch.as_deref(), json),
         Command::Cleanup { config, json } => cleanup(&config, json),
+        Command::Doctor { config, json } => {
+            let checks = doctor::checks(&config);
+            if macbridge_bus::doctor::report(&checks, json) {
+                Ok(())
+            } else {
+                return ExitCode::FAILURE;
+            }
+        }
+        Command::SelfTest { config, json } => match self_test(config.as_deref(), json) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::InstallService {
+            config,
+            dry_run,
+            agent,
+            user,
+            log,
+        } => install_service(&config, dry_run, agent, user, log),
+        Command::UninstallService { agent, dry_run } => {
+            let platform = service::Platform::current();
+            if dry_run {
+                println!(
+                    "would remove {}",
+                    service::service_path(platform, agent).display()
+                );
+                Ok(())
+            } else {
+                service::uninstall(platform, agent).map(|p| println!("removed {}", p.display()))
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +253,75 @@ fn cleanup(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
             cleaned.archived, cleaned.claims_deleted, cleaned.job_dirs_removed
         );
     }
+    Ok(())
+}
+
+fn self_test(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<bool> {
+    let engine = match config {
+        Some(path) => Some(config::Config::load(path)?.engine_path()),
+        None => None,
+    };
+    let report = selftest::run(engine)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "self-test {}: {} request {} (gate {}, signature {}), forged request {}, round trip {:.3} s, engine {}",
+            if report.ok { "passed" } else { "FAILED" },
+            report.preset,
+            report.state,
+            if report.verdict_passed {
+                "passed"
+            } else {
+                "failed"
+            },
+            if report.signature_valid {
+                "valid"
+            } else {
+                "INVALID"
+            },
+            if report.forged_request_refused {
+                "refused"
+            } else {
+                "NOT refused"
+            },
+            report.round_trip_s,
+            report.engine,
+        );
+        for p in &report.problems {
+            println!("  problem: {p}");
+        }
+    }
+    Ok(report.ok)
+}
+
+fn install_service(
+    config_path: &std::path::Path,
+    dry_run: bool,
+    agent: bool,
+    user: Option<String>,
+    log: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = config::Config::load(config_path)?;
+    let platform = service::Platform::current();
+    let runner_bin = std::env::current_exe().context("locating this binary")?;
+    let spec = service::ServiceSpec {
+        runner_bin: service::absolute(&runner_bin)?,
+        config: service::absolute(config_path)?,
+        log_file: log.unwrap_or_else(|| config.work_dir.join("runner.log")),
+        user: user.unwrap_or_else(service::invoking_user),
+        agent,
+        path_env: config.job_path.clone().unwrap_or_else(|| {
+            "/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()
+        }),
+    };
+    if dry_run {
+        eprintln!("# {}", service::service_path(platform, agent).display());
+        print!("{}", service::render(platform, &spec));
+        return Ok(());
+    }
+    let path = service::install(platform, &spec)?;
+    println!("installed and started {}", path.display());
     Ok(())
 }
 
