@@ -8,7 +8,11 @@ use super::pack::Packer;
 use super::{Codec, CodecError, Side};
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough to balance.
-const CHUNK_ROWS: usize = 256;
+pub const CHUNK_ROWS: usize = 256;
+
+/// Rows quantized (or unpacked) before they are packed (or decoded): 64 rows of D = 128 are
+/// 32 KiB of lattice points, which stay in cache between the two halves.
+const PACK_SLAB_ROWS: usize = 64;
 
 /// Anything that stores rows as bytes and reads them back: the lattice codec's [`Packer`] and
 /// the baselines. Batch helpers below work on any of them.
@@ -186,22 +190,30 @@ impl Quantizer for Packer {
         lens: &mut Vec<usize>,
     ) -> Result<u64, CodecError> {
         let codec = self.codec();
-        let rows = x.len() / codec.dim();
-        let mut z = vec![0.0f32; x.len()];
+        let dim = codec.dim();
+        codec.check_rows(x.len())?;
+        // Quantize a cache-sized slab of rows at a time, then pack it: the lattice points never
+        // leave L1/L2 and no chunk-sized buffer is allocated.
+        let slab = PACK_SLAB_ROWS.min(x.len() / dim).max(1);
+        let mut z = vec![0.0f32; slab * dim];
         let mut sides = vec![
             Side {
                 norm: half::f16::ZERO,
                 qmax: half::f16::ZERO
             };
-            rows
+            slab
         ];
-        codec.quantize_rows(x, &mut z, &mut sides)?;
-        out.reserve(rows * self.base_bytes());
+        out.reserve(x.len() / dim * self.base_bytes());
         let mut escapes = 0u64;
-        for (zr, side) in z.chunks_exact(codec.dim()).zip(&sides) {
-            let st = self.pack_point(*side, zr, out);
-            lens.push(st.bytes);
-            escapes += u64::from(st.escapes);
+        for xs in x.chunks(slab * dim) {
+            let rows = xs.len() / dim;
+            let (zs, ss) = (&mut z[..xs.len()], &mut sides[..rows]);
+            codec.quantize_rows(xs, zs, ss)?;
+            for (zr, side) in zs.chunks_exact(dim).zip(ss.iter()) {
+                let st = self.pack_point(*side, zr, out);
+                lens.push(st.bytes);
+                escapes += u64::from(st.escapes);
+            }
         }
         Ok(escapes)
     }
@@ -213,24 +225,35 @@ impl Quantizer for Packer {
         out: &mut [f32],
     ) -> Result<(), CodecError> {
         let codec = self.codec();
-        let mut sides = Vec::with_capacity(lens.len());
+        let dim = codec.dim();
+        let slab = PACK_SLAB_ROWS;
+        let mut sides = Vec::with_capacity(slab.min(lens.len()));
         let mut at = 0usize;
-        for (zr, &len) in out.chunks_exact_mut(codec.dim()).zip(lens) {
-            let slice = bytes
-                .get(at..at + len)
-                .ok_or_else(|| CodecError::Malformed {
-                    reason: "row extends past the packed bytes".into(),
-                })?;
-            let (side, used) = self.unpack_point(slice, zr)?;
-            if used != len {
+        for (os, ls) in out.chunks_mut(slab * dim).zip(lens.chunks(slab)) {
+            sides.clear();
+            for (zr, &len) in os.chunks_exact_mut(dim).zip(ls) {
+                let slice = bytes
+                    .get(at..at + len)
+                    .ok_or_else(|| CodecError::Malformed {
+                        reason: "row extends past the packed bytes".into(),
+                    })?;
+                let (side, used) = self.unpack_point(slice, zr)?;
+                if used != len {
+                    return Err(CodecError::Malformed {
+                        reason: format!("row holds {len} bytes but its codes use {used}"),
+                    });
+                }
+                sides.push(side);
+                at += len;
+            }
+            if sides.len() * dim != os.len() {
                 return Err(CodecError::Malformed {
-                    reason: format!("row holds {len} bytes but its codes use {used}"),
+                    reason: "fewer row lengths than rows".into(),
                 });
             }
-            sides.push(side);
-            at += len;
+            codec.dequantize_rows(&sides, os)?;
         }
-        codec.dequantize_rows(&sides, out)
+        Ok(())
     }
 
     fn roundtrip_chunk(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {

@@ -1,7 +1,8 @@
 //! LSB-first bit streams: values are appended at increasing bit positions, bytes fill from
 //! their least significant bit. Readers check every bound so hostile input cannot panic.
 
-/// Appends bit fields to a byte vector.
+/// Appends bit fields to a byte vector (whole 64-bit words at a time; the byte stream is the
+/// same as writing bit by bit).
 pub struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
     acc: u128,
@@ -24,12 +25,13 @@ impl<'a> BitWriter<'a> {
         } else {
             v & ((1u64 << bits) - 1)
         };
+        // Invariant: n < 64 between calls, so n + bits ≤ 128.
         self.acc |= u128::from(masked) << self.n;
         self.n += bits;
-        while self.n >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.n -= 8;
+        if self.n >= 64 {
+            self.out.extend_from_slice(&(self.acc as u64).to_le_bytes());
+            self.acc >>= 64;
+            self.n -= 64;
         }
     }
 
@@ -46,9 +48,9 @@ impl<'a> BitWriter<'a> {
 
     /// Flush the last partial byte (zero padded).
     pub fn finish(self) {
-        if self.n > 0 {
-            self.out.push(self.acc as u8);
-        }
+        let bytes = self.n.div_ceil(8) as usize;
+        self.out
+            .extend_from_slice(&(self.acc as u64).to_le_bytes()[..bytes]);
     }
 }
 
@@ -80,11 +82,22 @@ impl<'a> BitReader<'a> {
         }
         let first = self.pos / 8;
         let shift = (self.pos % 8) as u32;
-        let mut acc: u128 = 0;
-        let last = (end - 1) / 8;
-        for (i, &b) in self.data[first..=last].iter().enumerate() {
-            acc |= u128::from(b) << (8 * i);
-        }
+        let acc = match self.data.get(first..first + 16) {
+            // Fast path: one unaligned 16-byte load holds any field of ≤ 64 bits + shift.
+            Some(w) => {
+                let mut buf = [0u8; 16];
+                buf.copy_from_slice(w);
+                u128::from_le_bytes(buf)
+            }
+            None => {
+                let mut acc: u128 = 0;
+                let last = (end - 1) / 8;
+                for (i, &b) in self.data[first..=last].iter().enumerate() {
+                    acc |= u128::from(b) << (8 * i);
+                }
+                acc
+            }
+        };
         self.pos = end;
         let v = (acc >> shift) as u64;
         Some(if bits == 64 {

@@ -140,6 +140,205 @@ fn half_unrank(mut n: u128, w: &mut [i64], o: i64, r: u64, target: i64) {
     w[len - 1] = 2 * (n as i64) + p - o;
 }
 
+/// Exact division by a fixed divisor with a multiply-high instead of a hardware divide:
+/// `q ≈ ⌊n·⌊(2⁶⁴−1)/d⌋ / 2⁶⁴⌋` undershoots ⌊n/d⌋ by at most 2, which the remainder check fixes.
+#[derive(Debug, Clone, Copy)]
+struct FastDiv {
+    d: u64,
+    m: u64,
+}
+
+impl FastDiv {
+    fn new(d: u64) -> FastDiv {
+        FastDiv {
+            d,
+            m: u64::MAX / d.max(1),
+        }
+    }
+
+    #[inline(always)]
+    fn divmod(self, n: u64) -> (u64, u64) {
+        let mut q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
+        let mut r = n - q * self.d;
+        while r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        (q, r)
+    }
+}
+
+/// The common classes when every code fits 63 bits (E8 up to Q = 127, D4 at every packable Q), ranked and unranked in u64 arithmetic with
+/// multiply-shift division. Anything else (the `half_one_clamp` class, b > 64) takes the u128
+/// path; both produce the same codes (tested).
+#[derive(Debug, Clone)]
+struct Fast64 {
+    q: i64,
+    /// Radix of integer digits, 2Q + 1.
+    m: u64,
+    div_m: FastDiv,
+    even: u64,
+    odd: Option<u64>,
+    /// (offset, digit offset o, radix r) of the half-integer class if it is `HalfFull` or
+    /// `HalfIn`.
+    half: Option<(u64, i64, u64)>,
+    div_half: FastDiv,
+    /// Clamped half-integer coordinates are stored (HalfFull) rather than slow-pathed.
+    half_full: bool,
+    /// Code ranges [start, end) per class, for decoding.
+    ranges: Vec<(Class, u64, u64)>,
+    escape: u64,
+}
+
+/// What the u64 encoder made of a block.
+enum Code64 {
+    Code(u64),
+    Escape,
+    /// Needs the general u128 path.
+    Slow,
+}
+
+impl Fast64 {
+    fn new(layout: &Layout, q: u32, b: u32) -> Option<Fast64> {
+        // b ≤ 63: every class holds fewer than 2⁶³ codes, so ranks and m⁸ fit a u64.
+        if b > 63 {
+            return None;
+        }
+        let q64 = i64::from(q);
+        let m = 2 * u64::from(q) + 1;
+        let off = |c: Class| layout.has(c).map(|o| o as u64);
+        let (half, half_full) = if let Some(o) = off(Class::HalfFull) {
+            (Some((o, q64 + 1, 2 * u64::from(q) + 2)), true)
+        } else if let Some(o) = off(Class::HalfIn) {
+            (Some((o, q64, 2 * u64::from(q))), false)
+        } else {
+            (None, false)
+        };
+        Some(Fast64 {
+            q: q64,
+            m,
+            div_m: FastDiv::new(m),
+            even: off(Class::IntEven)?,
+            odd: off(Class::IntOdd),
+            half,
+            div_half: FastDiv::new(half.map_or(1, |h| h.2)),
+            half_full,
+            ranges: layout
+                .classes
+                .iter()
+                .map(|&(c, o, n)| (c, o as u64, (o + n) as u64))
+                .collect(),
+            escape: layout.escape as u64,
+        })
+    }
+
+    /// Block code of doubled coordinates `t` (each in [−2Q, 2Q]).
+    #[inline(always)]
+    fn code(&self, t: &[i32]) -> Code64 {
+        let q = self.q;
+        if t.iter().all(|v| v & 1 == 0) {
+            let mut n = 0u64;
+            for &v in t.iter().rev() {
+                n = n * self.m + ((i64::from(v) >> 1) + q) as u64;
+            }
+            let off = if n & 1 == 0 {
+                Some(self.even)
+            } else {
+                self.odd
+            };
+            return off.map_or(Code64::Escape, |o| Code64::Code(o + (n >> 1)));
+        }
+        let Some((off, o, r)) = self.half else {
+            return Code64::Slow;
+        };
+        // Half-integer block: w = (t − 1)/2, i.e. z − ½; a clamped coordinate ±Q stands for
+        // w = Q (from Q + ½) or w = −Q − 1 (from −Q − ½).
+        let mut w = [0i64; 8];
+        let mut parity = 0i64;
+        for (wi, &ti) in w.iter_mut().zip(t) {
+            let v = i64::from(ti);
+            *wi = if v & 1 != 0 {
+                (v - 1) >> 1
+            } else if !self.half_full {
+                return Code64::Slow;
+            } else if v == 2 * q {
+                q
+            } else if v == -2 * q {
+                -q - 1
+            } else {
+                return Code64::Escape;
+            };
+            parity += *wi;
+        }
+        if parity & 1 != 0 {
+            return Code64::Escape;
+        }
+        let w = &w[..t.len()];
+        let (last, rest) = w.split_last().unwrap_or((&0, &[]));
+        let mut n = ((last + o) >> 1) as u64;
+        for &v in rest.iter().rev() {
+            n = n * r + (v + o) as u64;
+        }
+        Code64::Code(off + n)
+    }
+
+    /// Doubled coordinates of a code; Ok(Some(false)) for the escape code, Ok(None) when the
+    /// code belongs to a class only the u128 path decodes.
+    #[inline(always)]
+    fn point(&self, code: u64, t: &mut [i32]) -> Result<Option<bool>, CodecError> {
+        if code == self.escape {
+            return Ok(Some(false));
+        }
+        let Some(&(class, start, _)) = self.ranges.iter().find(|c| code >= c.1 && code < c.2)
+        else {
+            return Err(CodecError::Malformed {
+                reason: format!("block code {code} is past the escape code"),
+            });
+        };
+        let rank = code - start;
+        let q = self.q as i32;
+        match class {
+            Class::IntEven | Class::IntOdd => {
+                let mut v = rank * 2 + u64::from(class == Class::IntOdd);
+                for ti in t.iter_mut() {
+                    let (rest, d) = self.div_m.divmod(v);
+                    v = rest;
+                    *ti = 2 * (d as i32 - q);
+                }
+            }
+            Class::HalfFull | Class::HalfIn => {
+                let Some((_, o, _)) = self.half else {
+                    return Ok(None);
+                };
+                let n = t.len();
+                let mut v = rank;
+                let mut sum = 0i64;
+                for ti in t.iter_mut().take(n - 1) {
+                    let (rest, d) = self.div_half.divmod(v);
+                    v = rest;
+                    let w = d as i64 - o;
+                    sum += w;
+                    *ti = (2 * w + 1) as i32;
+                }
+                let p = (o - sum).rem_euclid(2);
+                t[n - 1] = (2 * (2 * v as i64 + p - o) + 1) as i32;
+                if class == Class::HalfFull {
+                    let q2 = 2 * q;
+                    for ti in t.iter_mut() {
+                        if *ti > q2 {
+                            *ti = q2;
+                        } else if *ti < -q2 {
+                            *ti = -q2;
+                        }
+                    }
+                }
+            }
+            Class::HalfOne => return Ok(None),
+        }
+        Ok(Some(true))
+    }
+}
+
 /// Encoder/decoder of packed vectors for one codec.
 #[derive(Debug, Clone)]
 pub struct Packer {
@@ -147,6 +346,7 @@ pub struct Packer {
     b: u32,
     escape_bits: u32,
     layout: Layout,
+    fast: Option<Fast64>,
 }
 
 /// What encoding one vector produced.
@@ -173,6 +373,7 @@ impl Packer {
         Ok(Packer {
             b,
             escape_bits: 32 - (4 * q).leading_zeros(),
+            fast: Fast64::new(&layout, q, b),
             layout,
             codec,
         })
@@ -355,7 +556,12 @@ impl Packer {
             for (ti, &v) in t.iter_mut().zip(block) {
                 *ti = (2.0 * v) as i32;
             }
-            match self.block_code(&t[..bd]) {
+            let code = match self.fast.as_ref().map(|f| f.code(&t[..bd])) {
+                Some(Code64::Code(c)) => Some(u128::from(c)),
+                Some(Code64::Escape) => None,
+                Some(Code64::Slow) | None => self.block_code(&t[..bd]),
+            };
+            match code {
                 Some(code) => w.put_wide(code, self.b),
                 None => {
                     w.put_wide(self.layout.escape, self.b);
@@ -402,7 +608,15 @@ impl Packer {
         let mut t = [0i32; 8];
         for (i, block) in z.chunks_exact_mut(bd).enumerate() {
             let code = r.get_wide(self.b).ok_or_else(short)?;
-            if self.block_point(code, &mut t[..bd])? {
+            let known = match &self.fast {
+                Some(f) => f.point(code as u64, &mut t[..bd])?,
+                None => None,
+            };
+            let known = match known {
+                Some(k) => k,
+                None => self.block_point(code, &mut t[..bd])?,
+            };
+            if known {
                 for (v, &ti) in block.iter_mut().zip(&t) {
                     *v = ti as f32 * 0.5;
                 }

@@ -62,11 +62,12 @@ impl<const L: usize> Work<L> {
 
 /// Transpose `rows` (≤ L) row-major rows into `tile`; missing lanes become zero rows.
 #[inline(always)]
-fn load<const L: usize>(tile: &mut [[f32; L]], x: &[f32], rows: usize) {
+fn load<const L: usize, S: Simd<L>>(s: S, tile: &mut [[f32; L]], x: &[f32], rows: usize) {
     let d = tile.len();
-    if rows < L {
-        tile.fill([0.0; L]);
+    if rows == L {
+        return s.load_rows(x, tile);
     }
+    tile.fill([0.0; L]);
     for l in 0..rows {
         for (t, &v) in tile.iter_mut().zip(&x[l * d..(l + 1) * d]) {
             t[l] = v;
@@ -76,8 +77,11 @@ fn load<const L: usize>(tile: &mut [[f32; L]], x: &[f32], rows: usize) {
 
 /// Transpose the first `rows` lanes of `tile` back to row-major `out`.
 #[inline(always)]
-fn store<const L: usize>(tile: &[[f32; L]], out: &mut [f32], rows: usize) {
+fn store<const L: usize, S: Simd<L>>(s: S, tile: &[[f32; L]], out: &mut [f32], rows: usize) {
     let d = tile.len();
+    if rows == L {
+        return s.store_rows(tile, out);
+    }
     for l in 0..rows {
         for (o, t) in out[l * d..(l + 1) * d].iter_mut().zip(tile) {
             *o = t[l];
@@ -461,10 +465,10 @@ fn roundtrip_body<const L: usize, S: Simd<L>>(s: S, c: &Codec, x: &[f32], out: &
     let mut w = Work::<L>::new(d);
     for (xc, oc) in x.chunks(L * d).zip(out.chunks_mut(L * d)) {
         let rows = xc.len() / d;
-        load(&mut w.a, xc, rows);
+        load(s, &mut w.a, xc, rows);
         let sides = encode(s, c, &mut w);
         decode(s, c, &mut w, &sides);
-        store(&w.a, oc, rows);
+        store(s, &w.a, oc, rows);
     }
 }
 
@@ -481,9 +485,9 @@ fn quantize_body<const L: usize, S: Simd<L>>(
     let groups = x.chunks(L * d).zip(z.chunks_mut(L * d));
     for ((xc, zc), sc) in groups.zip(sides.chunks_mut(L)) {
         let rows = xc.len() / d;
-        load(&mut w.a, xc, rows);
+        load(s, &mut w.a, xc, rows);
         let gs = encode(s, c, &mut w);
-        store(&w.b, zc, rows);
+        store(s, &w.b, zc, rows);
         for (l, side) in sc.iter_mut().enumerate() {
             *side = Side {
                 norm: gs.norm[l],
@@ -499,7 +503,7 @@ fn dequantize_body<const L: usize, S: Simd<L>>(s: S, c: &Codec, sides: &[Side], 
     let mut w = Work::<L>::new(d);
     for (zc, sc) in z.chunks_mut(L * d).zip(sides.chunks(L)) {
         let rows = zc.len() / d;
-        load(&mut w.b, zc, rows);
+        load(s, &mut w.b, zc, rows);
         let mut gs = GroupSides {
             norm: [f16::ZERO; L],
             qmax: [f16::ONE; L],
@@ -509,7 +513,7 @@ fn dequantize_body<const L: usize, S: Simd<L>>(s: S, c: &Codec, sides: &[Side], 
             gs.qmax[l] = side.qmax;
         }
         decode(s, c, &mut w, &gs);
-        store(&w.a, zc, rows);
+        store(s, &w.a, zc, rows);
     }
 }
 
@@ -737,6 +741,76 @@ mod tests {
                 let packed = crate::codec::encode_rows(&packer, &x).unwrap();
                 let back = crate::codec::decode_rows(&packer, &packed).unwrap();
                 assert_eq!(bits(&back), bits(&want), "packed {variant} Q={q}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    /// `cargo test --release -p kakeya-engine --lib codec::rows::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn kernel_timings() {
+        let n = 4096;
+        let x = crate::codec::data::generate(crate::codec::data::Source::Gaussian, n, 128, 1);
+        let mut out = vec![0.0; x.len()];
+        for variant in [Variant::E8, Variant::D4] {
+            for rot in [Rotation::Reference, Rotation::Fast] {
+                let c = Codec::new(variant, 128, 10).unwrap().with_rotation(rot);
+                for k in available_kernels() {
+                    let mut best = f64::INFINITY;
+                    for _ in 0..30 {
+                        let t = Instant::now();
+                        c.roundtrip_into_with(k, &x, &mut out).unwrap();
+                        best = best.min(t.elapsed().as_secs_f64());
+                    }
+                    let mut z = vec![0.0; x.len()];
+                    let mut sides = vec![
+                        Side {
+                            norm: f16::ZERO,
+                            qmax: f16::ZERO
+                        };
+                        n
+                    ];
+                    let mut bq = f64::INFINITY;
+                    for _ in 0..30 {
+                        let t = Instant::now();
+                        c.quantize_rows_with(k, &x, &mut z, &mut sides).unwrap();
+                        bq = bq.min(t.elapsed().as_secs_f64());
+                    }
+                    let p = crate::codec::Packer::new(c.clone()).unwrap();
+                    let mut bytes = Vec::new();
+                    let mut bp = f64::INFINITY;
+                    for _ in 0..30 {
+                        bytes.clear();
+                        let t = Instant::now();
+                        for (zr, s) in z.chunks_exact(128).zip(&sides) {
+                            p.pack_point(*s, zr, &mut bytes);
+                        }
+                        bp = bp.min(t.elapsed().as_secs_f64());
+                    }
+                    let per = bytes.len() / n;
+                    let mut bu = f64::INFINITY;
+                    for _ in 0..30 {
+                        let t = Instant::now();
+                        for (i, zr) in z.chunks_exact_mut(128).enumerate() {
+                            p.unpack_point(&bytes[i * per..], zr).unwrap();
+                        }
+                        bu = bu.min(t.elapsed().as_secs_f64());
+                    }
+                    let ns = |s: f64| s / n as f64 * 1e9;
+                    eprintln!(
+                        "{variant} {rot:?} {k:?}: roundtrip {:.0} ns/row, quantize {:.0}, pack {:.0}, unpack {:.0}",
+                        ns(best),
+                        ns(bq),
+                        ns(bp),
+                        ns(bu)
+                    );
+                }
             }
         }
     }

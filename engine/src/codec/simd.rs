@@ -35,6 +35,28 @@ pub(crate) trait Simd<const L: usize>: Copy {
     fn le(self, a: Self::V, b: Self::V) -> Self::M;
     /// `if m { a } else { b }` per lane.
     fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
+
+    /// Transpose `L` full row-major rows of length `tile.len()` into `tile[k][l]`.
+    #[inline(always)]
+    fn load_rows(self, x: &[f32], tile: &mut [[f32; L]]) {
+        let d = tile.len();
+        for (l, row) in x.chunks_exact(d).take(L).enumerate() {
+            for (t, &v) in tile.iter_mut().zip(row) {
+                t[l] = v;
+            }
+        }
+    }
+
+    /// Transpose `tile[k][l]` back into `L` row-major rows.
+    #[inline(always)]
+    fn store_rows(self, tile: &[[f32; L]], out: &mut [f32]) {
+        let d = tile.len();
+        for (l, row) in out.chunks_exact_mut(d).take(L).enumerate() {
+            for (o, t) in row.iter_mut().zip(tile) {
+                *o = t[l];
+            }
+        }
+    }
 }
 
 /// Portable lanes: plain arrays, element by element (any target; `mul_add` is hardware FMA
@@ -152,6 +174,101 @@ mod x86 {
         }
     }
 
+    /// 8×8 transpose of eight AVX vectors: `out[k][l] = r[l][k]`.
+    #[inline(always)]
+    fn transpose8(_: Avx2, r: [__m256; 8]) -> [__m256; 8] {
+        // SAFETY: the `Avx2` token proves AVX2 is available; register-only shuffles.
+        unsafe {
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ]
+        }
+    }
+
+    /// Rows → tile for `L` = 8·H rows, 8 coordinates at a time through [`transpose8`]:
+    /// contiguous 8-float loads from each row, contiguous 8-float stores into the tile.
+    #[inline(always)]
+    fn load_rows8<const L: usize>(t: Avx2, x: &[f32], tile: &mut [[f32; L]]) {
+        let d = tile.len();
+        for k0 in (0..d).step_by(8) {
+            for h in 0..L / 8 {
+                let mut r = [t.zero(); 8];
+                for (l, rl) in r.iter_mut().enumerate() {
+                    let src: &[f32; 8] = x[(8 * h + l) * d + k0..][..8].try_into().unwrap();
+                    *rl = t.load8(src);
+                }
+                let o = transpose8(t, r);
+                for (kk, ok) in o.into_iter().enumerate() {
+                    let dst: &mut [f32; 8] =
+                        (&mut tile[k0 + kk][8 * h..8 * h + 8]).try_into().unwrap();
+                    t.store8(dst, ok);
+                }
+            }
+        }
+    }
+
+    /// Tile → rows, the inverse of [`load_rows8`].
+    #[inline(always)]
+    fn store_rows8<const L: usize>(t: Avx2, tile: &[[f32; L]], out: &mut [f32]) {
+        let d = tile.len();
+        for k0 in (0..d).step_by(8) {
+            for h in 0..L / 8 {
+                let mut r = [t.zero(); 8];
+                for (kk, rk) in r.iter_mut().enumerate() {
+                    let src: &[f32; 8] = tile[k0 + kk][8 * h..8 * h + 8].try_into().unwrap();
+                    *rk = t.load8(src);
+                }
+                let o = transpose8(t, r);
+                for (l, ol) in o.into_iter().enumerate() {
+                    let dst: &mut [f32; 8] =
+                        (&mut out[(8 * h + l) * d + k0..][..8]).try_into().unwrap();
+                    t.store8(dst, ol);
+                }
+            }
+        }
+    }
+
+    impl Avx2 {
+        #[inline(always)]
+        fn zero(self) -> __m256 {
+            // SAFETY: the token proves AVX2.
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        fn load8(self, a: &[f32; 8]) -> __m256 {
+            // SAFETY: the token proves AVX2; the reference covers exactly 8 floats.
+            unsafe { _mm256_loadu_ps(a.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store8(self, a: &mut [f32; 8], v: __m256) {
+            // SAFETY: the token proves AVX2; the reference covers exactly 8 floats.
+            unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) }
+        }
+    }
+
     // SAFETY (every `unsafe` block in the two impls below): an `Avx2` / `Avx512` value exists
     // only after `detect` confirmed the CPU features the intrinsics need; loads and stores go
     // through references to exactly `L` floats (unaligned intrinsics).
@@ -230,6 +347,22 @@ mod x86 {
         #[inline(always)]
         fn select(self, m: __m256, a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_blendv_ps(b, a, m) }
+        }
+        #[inline(always)]
+        fn load_rows(self, x: &[f32], tile: &mut [[f32; 8]]) {
+            if tile.len() % 8 == 0 {
+                load_rows8(self, x, tile)
+            } else {
+                scalar_load(x, tile)
+            }
+        }
+        #[inline(always)]
+        fn store_rows(self, tile: &[[f32; 8]], out: &mut [f32]) {
+            if tile.len() % 8 == 0 {
+                store_rows8(self, tile, out)
+            } else {
+                scalar_store(tile, out)
+            }
         }
     }
 
@@ -313,5 +446,32 @@ mod x86 {
         fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
             unsafe { _mm512_mask_blend_ps(m, b, a) }
         }
+        #[inline(always)]
+        fn load_rows(self, x: &[f32], tile: &mut [[f32; 16]]) {
+            if tile.len() % 8 == 0 {
+                load_rows8(Avx2(()), x, tile)
+            } else {
+                scalar_load(x, tile)
+            }
+        }
+        #[inline(always)]
+        fn store_rows(self, tile: &[[f32; 16]], out: &mut [f32]) {
+            if tile.len() % 8 == 0 {
+                store_rows8(Avx2(()), tile, out)
+            } else {
+                scalar_store(tile, out)
+            }
+        }
+    }
+
+    /// The trait's default transposes, for D < 8.
+    #[inline(always)]
+    fn scalar_load<const L: usize>(x: &[f32], tile: &mut [[f32; L]]) {
+        super::Simd::<L>::load_rows(super::Portable, x, tile)
+    }
+
+    #[inline(always)]
+    fn scalar_store<const L: usize>(tile: &[[f32; L]], out: &mut [f32]) {
+        super::Simd::<L>::store_rows(super::Portable, tile, out)
     }
 }
