@@ -192,6 +192,10 @@ impl Quantizer for Packer {
         let codec = self.codec();
         let dim = codec.dim();
         codec.check_rows(x.len())?;
+        if self.plan().is_some() {
+            out.reserve(x.len() / dim * self.base_bytes());
+            return Ok(super::rows::pack(super::rows::kernel(), self, x, out, lens));
+        }
         // Quantize a cache-sized slab of rows at a time, then pack it: the lattice points never
         // leave L1/L2 and no chunk-sized buffer is allocated.
         let slab = PACK_SLAB_ROWS.min(x.len() / dim).max(1);
@@ -226,6 +230,10 @@ impl Quantizer for Packer {
     ) -> Result<(), CodecError> {
         let codec = self.codec();
         let dim = codec.dim();
+        if self.plan().is_some() {
+            codec.check_rows(out.len())?;
+            return super::rows::unpack(super::rows::kernel(), self, bytes, lens, out);
+        }
         let slab = PACK_SLAB_ROWS;
         let mut sides = Vec::with_capacity(slab.min(lens.len()));
         let mut at = 0usize;

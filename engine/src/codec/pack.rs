@@ -339,6 +339,65 @@ impl Fast64 {
     }
 }
 
+/// Constants of the row-parallel pack path ([`super::rows`]): the lattice point of L rows is
+/// turned into block codes lane by lane in SIMD, as pairs of mixed-radix digits
+/// `p = d₂ᵢ + d₂ᵢ₊₁·radix` that are exact in f32 (radix² ≤ 2²⁴); only the final combination of
+/// the pairs (E8: 3 multiply-adds, D4: 1) and the bit writes are scalar. Available whenever the
+/// u64 path is ([`Fast64`]) and the radix fits, i.e. every canonical Q; other blocks and layouts
+/// use the per-row code, and both give identical bytes (tested).
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Q as f32.
+    pub q: f32,
+    /// Integer radix 2Q + 1.
+    pub m: f32,
+    /// Half-integer radix (2Q + 2 with clamps stored, 2Q without), 0 without a half class.
+    pub rh: f32,
+    /// Half-integer digit offset o (digit = w + o, w = z − ½).
+    pub o: f32,
+    /// The half class stores clamped coordinates (`half_with_clamps`).
+    pub half_full: bool,
+    /// Whether a half class exists at all (E8).
+    pub half: bool,
+    m2: u64,
+    rh2: u64,
+    div_m2: FastDiv,
+    div_rh2: FastDiv,
+}
+
+/// Block kinds the SIMD half of the pack path hands to the scalar half.
+pub(crate) const KIND_INT: f32 = 0.0;
+pub(crate) const KIND_HALF: f32 = 1.0;
+/// Anything else: the block is coded from its coordinates by the per-row code.
+pub(crate) const KIND_OTHER: f32 = 2.0;
+
+impl Plan {
+    fn new(f: &Fast64) -> Option<Plan> {
+        let m = f.m;
+        let (rh, o, half) = match f.half {
+            Some((_, o, r)) => (r, o, true),
+            // No half class: any radix that keeps the (unused) half lanes finite.
+            None => (m, 0, false),
+        };
+        let lim = 1u64 << 24;
+        if m * m > lim || rh * rh > lim {
+            return None;
+        }
+        Some(Plan {
+            q: f.q as f32,
+            m: m as f32,
+            rh: rh as f32,
+            o: o as f32,
+            half_full: f.half_full,
+            half,
+            m2: m * m,
+            rh2: rh * rh,
+            div_m2: FastDiv::new(m * m),
+            div_rh2: FastDiv::new((rh * rh).max(1)),
+        })
+    }
+}
+
 /// Encoder/decoder of packed vectors for one codec.
 #[derive(Debug, Clone)]
 pub struct Packer {
@@ -347,6 +406,7 @@ pub struct Packer {
     escape_bits: u32,
     layout: Layout,
     fast: Option<Fast64>,
+    plan: Option<Plan>,
 }
 
 /// What encoding one vector produced.
@@ -370,10 +430,12 @@ impl Packer {
         }
         let b = block_bits(codec.variant(), q);
         let layout = Layout::new(codec.variant(), q, b);
+        let fast = Fast64::new(&layout, q, b);
         Ok(Packer {
             b,
             escape_bits: 32 - (4 * q).leading_zeros(),
-            fast: Fast64::new(&layout, q, b),
+            plan: fast.as_ref().and_then(Plan::new),
+            fast,
             layout,
             codec,
         })
@@ -540,6 +602,180 @@ impl Packer {
             }
         }
         Ok(true)
+    }
+
+    /// The row-parallel pack plan, if this layout has one.
+    pub(crate) fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
+    }
+
+    /// Code of a block given as doubled coordinates, through the u64 path when it applies.
+    #[inline(always)]
+    fn any_code(&self, t: &[i32]) -> Option<u128> {
+        match self.fast.as_ref().map(|f| f.code(t)) {
+            Some(Code64::Code(c)) => Some(u128::from(c)),
+            Some(Code64::Escape) => None,
+            Some(Code64::Slow) | None => self.block_code(t),
+        }
+    }
+
+    /// Scalar half of the row-parallel encoder: write lane `l` of a group as one packed vector.
+    /// `kinds[blk][l]` and `parts[blk·P + i][l]` come from the SIMD half (P = bd/2 digit
+    /// pairs per block), `tile[k][l]` is the lattice point (for blocks of [`KIND_OTHER`]).
+    #[inline(always)]
+    pub(crate) fn write_lane<const L: usize>(
+        &self,
+        side: Side,
+        l: usize,
+        kinds: &[[f32; L]],
+        parts: &[[u32; L]],
+        tile: &[[f32; L]],
+        out: &mut Vec<u8>,
+    ) -> PackStats {
+        let start = out.len();
+        let (Some(plan), Some(fast)) = (&self.plan, &self.fast) else {
+            unreachable!("write_lane without a plan");
+        };
+        let bd = self.codec.variant().block();
+        let np = bd / 2;
+        let q2 = 2 * self.codec.q() as i32;
+        let mut escaped: Vec<[i32; 8]> = Vec::new();
+        let mut w = BitWriter::new(out);
+        w.put(
+            u64::from(side.norm.to_bits()) | (u64::from(side.qmax.to_bits()) << 16),
+            32,
+        );
+        for (blk, kind) in kinds.iter().enumerate() {
+            let pr = &parts[blk * np..blk * np + np];
+            let combine = |radix2: u64| {
+                let mut n = u64::from(pr[np - 1][l]);
+                for p in pr[..np - 1].iter().rev() {
+                    n = n * radix2 + u64::from(p[l]);
+                }
+                n
+            };
+            let k = kind[l];
+            let code = if k == KIND_INT {
+                let n = combine(plan.m2);
+                if n & 1 == 0 {
+                    Some(u128::from(fast.even + (n >> 1)))
+                } else {
+                    fast.odd.map(|o| u128::from(o + (n >> 1)))
+                }
+            } else if k == KIND_HALF {
+                fast.half.map(|h| u128::from(h.0 + combine(plan.rh2)))
+            } else {
+                let mut t = [0i32; 8];
+                for (c, tc) in t.iter_mut().enumerate().take(bd) {
+                    *tc = (2.0 * tile[blk * bd + c][l]) as i32;
+                }
+                self.any_code(&t[..bd])
+            };
+            match code {
+                Some(code) => w.put_wide(code, self.b),
+                None => {
+                    w.put_wide(self.layout.escape, self.b);
+                    let mut t = [0i32; 8];
+                    for (c, tc) in t.iter_mut().enumerate().take(bd) {
+                        *tc = (2.0 * tile[blk * bd + c][l]) as i32;
+                    }
+                    escaped.push(t);
+                }
+            }
+        }
+        for t in &escaped {
+            for &ti in &t[..bd] {
+                w.put((ti + q2) as u64, self.escape_bits);
+            }
+        }
+        w.finish();
+        PackStats {
+            escapes: escaped.len() as u32,
+            bytes: out.len() - start,
+        }
+    }
+
+    /// Scalar half of the row-parallel decoder: read one packed vector into lane `l`:
+    /// digit pairs (as f32) and kinds for the SIMD half, and for blocks it cannot expand
+    /// (escapes, `half_one_clamp`) the doubled coordinates in `fix`. Returns the side scalars
+    /// and the bytes used.
+    #[inline(always)]
+    pub(crate) fn read_lane<const L: usize>(
+        &self,
+        bytes: &[u8],
+        l: usize,
+        kinds: &mut [[f32; L]],
+        parts: &mut [[f32; L]],
+        fix: &mut Vec<(usize, usize, [i32; 8])>,
+    ) -> Result<(Side, usize), CodecError> {
+        let short = || CodecError::Malformed {
+            reason: "packed vector is truncated".into(),
+        };
+        let (Some(plan), Some(fast)) = (&self.plan, &self.fast) else {
+            unreachable!("read_lane without a plan");
+        };
+        let bd = self.codec.variant().block();
+        let np = bd / 2;
+        let mut r = BitReader::new(bytes);
+        let head = r.get(32).ok_or_else(short)?;
+        let norm = f16::from_bits(head as u16);
+        let qmax = f16::from_bits((head >> 16) as u16);
+        let first_fix = fix.len();
+        for (blk, kind) in kinds.iter_mut().enumerate() {
+            let code = r.get(self.b).ok_or_else(short)?;
+            let pr = &mut parts[blk * np..blk * np + np];
+            let split = |mut n: u64, div: FastDiv, pr: &mut [[f32; L]]| {
+                for p in pr[..np - 1].iter_mut() {
+                    let (rest, d) = div.divmod(n);
+                    p[l] = d as f32;
+                    n = rest;
+                }
+                pr[np - 1][l] = n as f32;
+            };
+            let class = fast
+                .ranges
+                .iter()
+                .find(|c| code >= c.1 && code < c.2)
+                .map(|c| (c.0, code - c.1));
+            match class {
+                Some((Class::IntEven, rank)) => {
+                    kind[l] = KIND_INT;
+                    split(rank * 2, plan.div_m2, pr);
+                }
+                Some((Class::IntOdd, rank)) => {
+                    kind[l] = KIND_INT;
+                    split(rank * 2 + 1, plan.div_m2, pr);
+                }
+                Some((Class::HalfFull | Class::HalfIn, rank)) => {
+                    kind[l] = KIND_HALF;
+                    split(rank, plan.div_rh2, pr);
+                }
+                _ if code == fast.escape => {
+                    kind[l] = KIND_OTHER;
+                    fix.push((l, blk, [i32::MIN; 8]));
+                }
+                _ => {
+                    // half_one_clamp, or past the escape code (an error from block_point).
+                    kind[l] = KIND_OTHER;
+                    let mut t = [0i32; 8];
+                    self.block_point(u128::from(code), &mut t[..bd])?;
+                    fix.push((l, blk, t));
+                }
+            }
+        }
+        let q2 = 2 * i64::from(self.codec.q());
+        for f in fix[first_fix..].iter_mut().filter(|f| f.2[0] == i32::MIN) {
+            for tc in f.2.iter_mut().take(bd) {
+                let raw = r.get(self.escape_bits).ok_or_else(short)? as i64;
+                if raw > 2 * q2 {
+                    return Err(CodecError::Malformed {
+                        reason: format!("escaped coordinate {raw} is outside 0..={}", 2 * q2),
+                    });
+                }
+                *tc = (raw - q2) as i32;
+            }
+        }
+        Ok((Side { norm, qmax }, r.position().div_ceil(8)))
     }
 
     /// Pack the lattice point `z` and side scalars, appending to `out`.
@@ -711,6 +947,67 @@ mod tests {
                     let mut back = [0i32; 8];
                     assert!(p.block_point(code, &mut back).unwrap());
                     assert_eq!(back, t, "Q={q} code={code}");
+                }
+            }
+        }
+    }
+
+    /// The u64 multiply-shift path gives the u128 path's codes and points.
+    #[test]
+    fn fast_path_matches_wide_path() {
+        let d = FastDiv::new(21);
+        for n in [
+            0u64,
+            1,
+            20,
+            21,
+            22,
+            441,
+            1 << 36,
+            u64::MAX,
+            u64::MAX - 1,
+            37_822_859_361,
+        ] {
+            assert_eq!(d.divmod(n), (n / 21, n % 21));
+        }
+        let mut s = 99u64;
+        for variant in [Variant::E8, Variant::D4] {
+            for q in [1u32, 2, 3, 4, 5, 10, 19, 37, 38, 76, 127] {
+                let codec = Codec::new(variant, 8, i64::from(q)).unwrap();
+                let p = Packer::new(codec).unwrap();
+                let Some(f) = p.fast.clone() else { continue };
+                let bd = variant.block();
+                let q2 = 2 * q as i32;
+                for i in 0..20000 {
+                    let mut t = [0i32; 8];
+                    let odd = variant == Variant::E8 && i % 2 == 1;
+                    for tc in t.iter_mut().take(bd) {
+                        let u = ((lcg(&mut s) + 0.5) * (2 * q + 1) as f32) as i32 - q as i32;
+                        let u = u.clamp(-(q as i32), q as i32);
+                        *tc = if odd {
+                            (2 * u + 1).clamp(-q2, q2)
+                        } else {
+                            2 * u
+                        };
+                        if i % 5 == 0 && lcg(&mut s) > 0.3 {
+                            *tc = if lcg(&mut s) > 0.0 { q2 } else { -q2 };
+                        }
+                    }
+                    let wide = p.block_code(&t[..bd]);
+                    match f.code(&t[..bd]) {
+                        Code64::Code(c) => assert_eq!(Some(u128::from(c)), wide, "{t:?}"),
+                        Code64::Escape => assert_eq!(None, wide, "{t:?}"),
+                        Code64::Slow => {}
+                    }
+                    if let Some(code) = wide {
+                        let mut a = [0i32; 8];
+                        let mut b = [0i32; 8];
+                        let wb = p.block_point(code, &mut a[..bd]).unwrap();
+                        if let Some(fb) = f.point(code as u64, &mut b[..bd]).unwrap() {
+                            assert_eq!((fb, b), (wb, a), "{variant} Q={q} code={code}");
+                        }
+                        assert_eq!(a, t, "{variant} Q={q}");
+                    }
                 }
             }
         }

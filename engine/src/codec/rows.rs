@@ -17,10 +17,11 @@
 
 use half::f16;
 
-use super::Variant;
 use super::hadamard::Rotation;
+use super::pack::{KIND_HALF, KIND_INT, KIND_OTHER, Packer, Plan};
 use super::pipeline::{Codec, EPS, Side};
 use super::simd::{Portable, Simd};
+use super::{CodecError, Variant};
 
 /// Sign pattern of the 8×8 Sylvester block: true where (−1)^popcount(k & j) = −1.
 const H8_NEG: [[bool; 8]; 8] = {
@@ -517,6 +518,232 @@ fn dequantize_body<const L: usize, S: Simd<L>>(s: S, c: &Codec, sides: &[Side], 
     }
 }
 
+/// SIMD half of the row-parallel encoder: for every block of every lane, its kind
+/// (integer, half-integer with a valid code, other) and its digits as pairs
+/// `d₂ᵢ + d₂ᵢ₊₁·radix` (exact in f32). See [`Plan`].
+#[inline(always)]
+fn pack_parts<const N: usize, const L: usize, S: Simd<L>>(
+    s: S,
+    plan: &Plan,
+    tile: &[[f32; L]],
+    kinds: &mut [[f32; L]],
+    parts: &mut [[u32; L]],
+) {
+    let zero = s.splat(0.0);
+    let halfv = s.splat(0.5);
+    let (q, nq) = (s.splat(plan.q), s.splat(-plan.q));
+    let (m, rh) = (s.splat(plan.m), s.splat(plan.rh));
+    // Digit of a half-integer coordinate: w + o = z − ½ + o.
+    let hoff = s.splat(plan.o - 0.5);
+    // Digit of a coordinate clamped to +Q (w = Q, o = Q + 1); −Q has digit 0.
+    let top_digit = s.splat(2.0 * plan.q + 1.0);
+    let np = N / 2;
+    for (bi, blk) in tile.chunks_exact(N).enumerate() {
+        let mut di = [zero; N];
+        let mut dh = [zero; N];
+        let mut all_int = s.eq(zero, zero);
+        let mut half_ok = all_int;
+        let mut dsum = zero;
+        for c in 0..N {
+            let z = s.load(&blk[c]);
+            let fr = s.sub(z, s.floor(z));
+            all_int = s.and(all_int, s.eq(fr, zero));
+            di[c] = s.add(z, q);
+            let is_half = s.eq(fr, halfv);
+            let mut h = s.add(z, hoff);
+            if plan.half_full {
+                let top = s.eq(z, q);
+                half_ok = s.and(half_ok, s.or(is_half, s.or(top, s.eq(z, nq))));
+                h = s.select(is_half, h, s.select(top, top_digit, zero));
+            } else {
+                half_ok = s.and(half_ok, is_half);
+            }
+            dh[c] = h;
+            dsum = s.add(dsum, h);
+        }
+        // Σw is even iff the digit sum is (N·o is even); the last digit's parity is implied.
+        let hs = s.mul(dsum, halfv);
+        let even = s.eq(hs, s.floor(hs));
+        dh[N - 1] = s.floor(s.mul(dh[N - 1], halfv));
+        let radix = s.select(all_int, m, rh);
+        for i in 0..np {
+            let lo = s.select(all_int, di[2 * i], dh[2 * i]);
+            let hi = s.select(all_int, di[2 * i + 1], dh[2 * i + 1]);
+            s.store_u32(&mut parts[bi * np + i], s.add(lo, s.mul(hi, radix)));
+        }
+        let other = if plan.half {
+            s.select(
+                s.and(half_ok, even),
+                s.splat(KIND_HALF),
+                s.splat(KIND_OTHER),
+            )
+        } else {
+            s.splat(KIND_OTHER)
+        };
+        s.store(&mut kinds[bi], s.select(all_int, s.splat(KIND_INT), other));
+    }
+}
+
+/// SIMD half of the row-parallel decoder: digit pairs and kinds → lattice points in `tile`
+/// (blocks of kind "other" are written afterwards from their doubled coordinates).
+#[inline(always)]
+fn unpack_parts<const N: usize, const L: usize, S: Simd<L>>(
+    s: S,
+    plan: &Plan,
+    kinds: &[[f32; L]],
+    parts: &[[f32; L]],
+    tile: &mut [[f32; L]],
+) {
+    let zero = s.splat(0.0);
+    let (halfv, two) = (s.splat(0.5), s.splat(2.0));
+    let (q, nq) = (s.splat(plan.q), s.splat(-plan.q));
+    let (m, rh, o) = (s.splat(plan.m), s.splat(plan.rh), s.splat(plan.o));
+    let np = N / 2;
+    for (bi, blk) in tile.chunks_exact_mut(N).enumerate() {
+        let is_int = s.eq(s.load(&kinds[bi]), s.splat(KIND_INT));
+        let radix = s.select(is_int, m, rh);
+        let mut d = [zero; N];
+        for i in 0..np {
+            let p = s.load(&parts[bi * np + i]);
+            // p < radix² ≤ 2²⁴: the rounded quotient never crosses an integer, so its floor
+            // is the exact integer quotient.
+            let hi = s.floor(s.div(p, radix));
+            d[2 * i] = s.sub(p, s.mul(hi, radix));
+            d[2 * i + 1] = hi;
+        }
+        // Half-integer coset: w_c = d_c − o, the last from its top bits and the implied parity
+        // (Σw even), then z = w + ½ clamped to [−Q, Q] (a clamped coordinate is stored as
+        // w = Q or w = −Q − 1).
+        let mut w = [zero; N];
+        let mut sw = zero;
+        for c in 0..N - 1 {
+            w[c] = s.sub(d[c], o);
+            sw = s.add(sw, w[c]);
+        }
+        let t = s.sub(o, sw);
+        let par = s.sub(t, s.mul(two, s.floor(s.mul(t, halfv))));
+        w[N - 1] = s.sub(s.add(s.mul(two, d[N - 1]), par), o);
+        for c in 0..N {
+            let zi = s.sub(d[c], q);
+            let zh = s.min(q, s.max(nq, s.add(w[c], halfv)));
+            s.store(&mut blk[c], s.select(is_int, zi, zh));
+        }
+    }
+}
+
+/// Encode whole rows to packed bytes (quantize + pack without leaving the tile).
+#[inline(always)]
+fn pack_body<const L: usize, S: Simd<L>>(
+    s: S,
+    p: &Packer,
+    x: &[f32],
+    out: &mut Vec<u8>,
+    lens: &mut Vec<usize>,
+) -> u64 {
+    let c = p.codec();
+    let d = c.dim();
+    let Some(plan) = p.plan() else {
+        unreachable!("pack_body without a plan")
+    };
+    let bd = c.variant().block();
+    let np = bd / 2;
+    let mut w = Work::<L>::new(d);
+    let mut kinds = vec![[0.0f32; L]; d / bd];
+    let mut parts = vec![[0u32; L]; d / bd * np];
+    let mut escapes = 0u64;
+    for xc in x.chunks(L * d) {
+        let rows = xc.len() / d;
+        load(s, &mut w.a, xc, rows);
+        let gs = encode(s, c, &mut w);
+        match c.variant() {
+            Variant::E8 => pack_parts::<8, L, S>(s, plan, &w.b, &mut kinds, &mut parts),
+            Variant::D4 => pack_parts::<4, L, S>(s, plan, &w.b, &mut kinds, &mut parts),
+        }
+        for l in 0..rows {
+            let side = Side {
+                norm: gs.norm[l],
+                qmax: gs.qmax[l],
+            };
+            let st = p.write_lane(side, l, &kinds, &parts, &w.b, out);
+            lens.push(st.bytes);
+            escapes += u64::from(st.escapes);
+        }
+    }
+    escapes
+}
+
+/// Decode packed rows (`lens[i]` bytes each, back to back) into `out`.
+#[inline(always)]
+fn unpack_body<const L: usize, S: Simd<L>>(
+    s: S,
+    p: &Packer,
+    bytes: &[u8],
+    lens: &[usize],
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    let c = p.codec();
+    let d = c.dim();
+    let Some(plan) = p.plan() else {
+        unreachable!("unpack_body without a plan")
+    };
+    let bd = c.variant().block();
+    let np = bd / 2;
+    let mut w = Work::<L>::new(d);
+    let mut kinds = vec![[0.0f32; L]; d / bd];
+    let mut parts = vec![[0.0f32; L]; d / bd * np];
+    let mut fix = Vec::new();
+    let mut at = 0usize;
+    if lens.len() * d != out.len() {
+        return Err(CodecError::Malformed {
+            reason: "row lengths do not match the rows to decode".into(),
+        });
+    }
+    for (oc, lc) in out.chunks_mut(L * d).zip(lens.chunks(L)) {
+        let rows = oc.len() / d;
+        fix.clear();
+        let mut gs = GroupSides {
+            norm: [f16::ZERO; L],
+            qmax: [f16::ONE; L],
+        };
+        for (l, &len) in lc.iter().enumerate() {
+            let slice = bytes
+                .get(at..at + len)
+                .ok_or_else(|| CodecError::Malformed {
+                    reason: "row extends past the packed bytes".into(),
+                })?;
+            let (side, used) = p.read_lane(slice, l, &mut kinds, &mut parts, &mut fix)?;
+            if used != len {
+                return Err(CodecError::Malformed {
+                    reason: format!("row holds {len} bytes but its codes use {used}"),
+                });
+            }
+            gs.norm[l] = side.norm;
+            gs.qmax[l] = side.qmax;
+            at += len;
+        }
+        match c.variant() {
+            Variant::E8 => unpack_parts::<8, L, S>(s, plan, &kinds, &parts, &mut w.b),
+            Variant::D4 => unpack_parts::<4, L, S>(s, plan, &kinds, &parts, &mut w.b),
+        }
+        if rows < L {
+            // Lanes without a row: zero points (their output is dropped).
+            for v in w.b.iter_mut() {
+                for x in v[rows..].iter_mut() {
+                    *x = 0.0;
+                }
+            }
+        }
+        for (l, blk, t) in &fix {
+            for (cc, &tc) in t.iter().enumerate().take(bd) {
+                w.b[blk * bd + cc][*l] = tc as f32 * 0.5;
+            }
+        }
+        decode(s, c, &mut w, &gs);
+        store(s, &w.a, oc, rows);
+    }
+    Ok(())
+}
+
 /// Which row-parallel kernel this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -571,31 +798,29 @@ pub fn available_kernels() -> Vec<Kernel> {
 /// Runs `$body` with the requested kernel's token inside a function compiled for its CPU
 /// features; a kernel the CPU lacks runs the portable body (same results).
 macro_rules! dispatch {
-    ($kernel:expr, $body:ident, ($($arg:ident: $ty:ty),*)) => {{
+    ($kernel:expr, $body:ident, $ret:ty, ($($arg:ident: $ty:ty),*)) => {{
         #[cfg(target_arch = "x86_64")]
         {
             use super::simd::{Avx2, Avx512};
             #[target_feature(enable = "avx512f,avx2,fma")]
-            fn avx512(s: Avx512, $($arg: $ty),*) {
+            fn avx512(s: Avx512, $($arg: $ty),*) -> $ret {
                 $body::<16, Avx512>(s, $($arg),*)
             }
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(s: Avx2, $($arg: $ty),*) {
+            fn avx2(s: Avx2, $($arg: $ty),*) -> $ret {
                 $body::<8, Avx2>(s, $($arg),*)
             }
             match $kernel {
                 Kernel::Avx512 => {
                     if let Some(s) = Avx512::detect() {
                         // SAFETY: the token exists only if AVX-512F, AVX2 and FMA are present.
-                        unsafe { avx512(s, $($arg),*) };
-                        return;
+                        return unsafe { avx512(s, $($arg),*) };
                     }
                 }
                 Kernel::Avx2 => {
                     if let Some(s) = Avx2::detect() {
                         // SAFETY: the token exists only if AVX2 and FMA are present.
-                        unsafe { avx2(s, $($arg),*) };
-                        return;
+                        return unsafe { avx2(s, $($arg),*) };
                     }
                 }
                 Kernel::Portable => {}
@@ -608,17 +833,40 @@ macro_rules! dispatch {
 
 /// Round-trip whole rows (`x`, `out`: equal length, a multiple of D) with `kernel`.
 pub(crate) fn roundtrip(k: Kernel, c: &Codec, x: &[f32], out: &mut [f32]) {
-    dispatch!(k, roundtrip_body, (c: &Codec, x: &[f32], out: &mut [f32]))
+    dispatch!(k, roundtrip_body, (), (c: &Codec, x: &[f32], out: &mut [f32]))
 }
 
 /// Encode whole rows to lattice points and side scalars with `kernel`.
 pub(crate) fn quantize(k: Kernel, c: &Codec, x: &[f32], z: &mut [f32], sides: &mut [Side]) {
-    dispatch!(k, quantize_body, (c: &Codec, x: &[f32], z: &mut [f32], sides: &mut [Side]))
+    dispatch!(k, quantize_body, (), (c: &Codec, x: &[f32], z: &mut [f32], sides: &mut [Side]))
+}
+
+/// Encode whole rows straight to packed bytes (the packer must have a [`Plan`]); returns the
+/// escaped blocks.
+pub(crate) fn pack(
+    k: Kernel,
+    p: &Packer,
+    x: &[f32],
+    out: &mut Vec<u8>,
+    lens: &mut Vec<usize>,
+) -> u64 {
+    dispatch!(k, pack_body, u64, (p: &Packer, x: &[f32], out: &mut Vec<u8>, lens: &mut Vec<usize>))
+}
+
+/// Decode packed rows straight from bytes (the packer must have a [`Plan`]).
+pub(crate) fn unpack(
+    k: Kernel,
+    p: &Packer,
+    bytes: &[u8],
+    lens: &[usize],
+    out: &mut [f32],
+) -> Result<(), CodecError> {
+    dispatch!(k, unpack_body, Result<(), CodecError>, (p: &Packer, bytes: &[u8], lens: &[usize], out: &mut [f32]))
 }
 
 /// Decode whole rows in place from lattice points and side scalars with `kernel`.
 pub(crate) fn dequantize(k: Kernel, c: &Codec, sides: &[Side], z: &mut [f32]) {
-    dispatch!(k, dequantize_body, (c: &Codec, sides: &[Side], z: &mut [f32]))
+    dispatch!(k, dequantize_body, (), (c: &Codec, sides: &[Side], z: &mut [f32]))
 }
 
 #[cfg(test)]
@@ -717,6 +965,83 @@ mod tests {
                         assert_eq!(sides, ss, "sides {tag}");
                         codec.dequantize_rows_with(k, &sides, &mut z).unwrap();
                         assert_eq!(bits(&z), bits(&want), "dequantize {tag}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The row-parallel pack path writes exactly the bytes of the per-row packer (scalar
+    /// quantize + `pack_point`), and its decoder reads them (and hostile bytes) exactly like
+    /// the per-row decoder, on every kernel, for every class layout (Q = 1…152, escapes).
+    #[test]
+    fn packed_bytes_match_per_row_packer() {
+        for variant in [Variant::E8, Variant::D4] {
+            for q in [1i64, 2, 3, 4, 5, 10, 19, 37, 38, 76, 152] {
+                for dim in [8usize, 128] {
+                    let codec = Codec::new(variant, dim, q).unwrap();
+                    let p = Packer::new(codec.clone()).unwrap();
+                    if p.plan().is_none() {
+                        continue;
+                    }
+                    let n = 45;
+                    let x = hard_rows(dim, n, 77 + q as u64 + dim as u64);
+                    let mut want = Vec::new();
+                    let mut want_lens = Vec::new();
+                    let mut want_esc = 0u64;
+                    let mut want_rt = vec![0.0; x.len()];
+                    for (xr, or) in x.chunks_exact(dim).zip(want_rt.chunks_exact_mut(dim)) {
+                        let mut z = vec![0.0; dim];
+                        let side = codec.quantize_row(xr, &mut z).unwrap();
+                        let st = p.pack_point(side, &z, &mut want);
+                        want_lens.push(st.bytes);
+                        want_esc += u64::from(st.escapes);
+                        let mut back = vec![0.0; dim];
+                        let start = want.len() - st.bytes;
+                        let (s2, used) = p.unpack_point(&want[start..], &mut back).unwrap();
+                        assert_eq!(used, st.bytes);
+                        codec.dequantize_row(s2, &mut back).unwrap();
+                        or.copy_from_slice(&back);
+                    }
+                    for k in kernels() {
+                        let tag = format!("{variant} D={dim} Q={q} {k:?}");
+                        let mut got = Vec::new();
+                        let mut lens = Vec::new();
+                        let esc = pack(k, &p, &x, &mut got, &mut lens);
+                        assert_eq!(lens, want_lens, "lens {tag}");
+                        assert_eq!(got, want, "bytes {tag}");
+                        assert_eq!(esc, want_esc, "escapes {tag}");
+                        let mut out = vec![0.0; x.len()];
+                        unpack(k, &p, &want, &want_lens, &mut out).unwrap();
+                        assert_eq!(bits(&out), bits(&want_rt), "decode {tag}");
+                        // Corrupted bytes: errors or values, never a panic; same verdict as
+                        // the per-row decoder.
+                        let mut bad = want.clone();
+                        for (i, b) in bad.iter_mut().enumerate() {
+                            if i % 7 == 3 {
+                                *b = b.wrapping_mul(31).wrapping_add(0x5b);
+                            }
+                        }
+                        let mut o1 = vec![0.0; x.len()];
+                        let r1 = unpack(k, &p, &bad, &want_lens, &mut o1);
+                        let mut o2 = vec![0.0; dim];
+                        let mut at = 0;
+                        let mut r2 = Ok(());
+                        for &len in &want_lens {
+                            match p.unpack_point(&bad[at..at + len], &mut o2) {
+                                Ok((_, used)) if used != len => {
+                                    r2 = Err(());
+                                    break;
+                                }
+                                Ok(_) => {}
+                                Err(_) => {
+                                    r2 = Err(());
+                                    break;
+                                }
+                            }
+                            at += len;
+                        }
+                        assert_eq!(r1.is_ok(), r2.is_ok(), "corrupt verdict {tag}");
                     }
                 }
             }

@@ -35,6 +35,10 @@ pub(crate) trait Simd<const L: usize>: Copy {
     fn le(self, a: Self::V, b: Self::V) -> Self::M;
     /// `if m { a } else { b }` per lane.
     fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
+    fn and(self, a: Self::M, b: Self::M) -> Self::M;
+    fn or(self, a: Self::M, b: Self::M) -> Self::M;
+    /// Truncate to integers (values known to lie in [0, 2²⁴]) and store them.
+    fn store_u32(self, a: &mut [u32; L], v: Self::V);
 
     /// Transpose `L` full row-major rows of length `tile.len()` into `tile[k][l]`.
     #[inline(always)]
@@ -138,6 +142,20 @@ impl<const L: usize> Simd<L> for Portable {
     #[inline(always)]
     fn select(self, m: [bool; L], a: [f32; L], b: [f32; L]) -> [f32; L] {
         std::array::from_fn(|i| if m[i] { a[i] } else { b[i] })
+    }
+    #[inline(always)]
+    fn and(self, a: [bool; L], b: [bool; L]) -> [bool; L] {
+        std::array::from_fn(|i| a[i] & b[i])
+    }
+    #[inline(always)]
+    fn or(self, a: [bool; L], b: [bool; L]) -> [bool; L] {
+        std::array::from_fn(|i| a[i] | b[i])
+    }
+    #[inline(always)]
+    fn store_u32(self, a: &mut [u32; L], v: [f32; L]) {
+        for (o, x) in a.iter_mut().zip(v) {
+            *o = x as u32;
+        }
     }
 }
 
@@ -349,6 +367,18 @@ mod x86 {
             unsafe { _mm256_blendv_ps(b, a, m) }
         }
         #[inline(always)]
+        fn and(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_and_ps(a, b) }
+        }
+        #[inline(always)]
+        fn or(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_or_ps(a, b) }
+        }
+        #[inline(always)]
+        fn store_u32(self, a: &mut [u32; 8], v: __m256) {
+            unsafe { _mm256_storeu_si256(a.as_mut_ptr().cast(), _mm256_cvttps_epi32(v)) }
+        }
+        #[inline(always)]
         fn load_rows(self, x: &[f32], tile: &mut [[f32; 8]]) {
             if tile.len() % 8 == 0 {
                 load_rows8(self, x, tile)
@@ -445,6 +475,18 @@ mod x86 {
         #[inline(always)]
         fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
             unsafe { _mm512_mask_blend_ps(m, b, a) }
+        }
+        #[inline(always)]
+        fn and(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+            a & b
+        }
+        #[inline(always)]
+        fn or(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+            a | b
+        }
+        #[inline(always)]
+        fn store_u32(self, a: &mut [u32; 16], v: __m512) {
+            unsafe { _mm512_storeu_si512(a.as_mut_ptr().cast(), _mm512_cvttps_epi32(v)) }
         }
         #[inline(always)]
         fn load_rows(self, x: &[f32], tile: &mut [[f32; 16]]) {
