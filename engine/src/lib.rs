@@ -5,8 +5,14 @@
 
 pub mod codec;
 pub mod device;
+pub mod eval;
+pub mod generate;
+pub mod model;
 pub mod probe;
 pub mod report;
+pub mod specdec;
+pub mod tiny;
+pub mod tokenizer;
 
 /// Engine version stamped into every report.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");

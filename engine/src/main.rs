@@ -29,6 +29,14 @@ enum Command {
     /// The E8/D4 lattice codec: bit counts, round trips, evaluations and benchmarks.
     #[command(subcommand)]
     Codec(cli::codec::Command),
+    /// Write a seeded tiny Llama/Qwen3 model directory, or derive a draft from one.
+    MakeTinyModel(cli::make_tiny_model::Args),
+    /// Greedy generation from a local model directory (optionally through a compressed cache).
+    Generate(cli::generate::Args),
+    /// Lossless speculative decoding with a draft model, next to plain decoding, in a report.
+    SpecDecode(cli::spec_decode::Args),
+    /// Codec arms on K/V captured from a model run: bits, rel-MSE, next-token top-1 and KL.
+    KvQuantEval(cli::kv_quant_eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +54,10 @@ fn main() -> ExitCode {
         Command::Sleep(args) => cli::sleep::run(args),
         Command::ModelInfo(args) => cli::model_info::run(args),
         Command::Codec(command) => cli::codec::run(command),
+        Command::MakeTinyModel(args) => cli::make_tiny_model::run(args),
+        Command::Generate(args) => cli::generate::run(args),
+        Command::SpecDecode(args) => cli::spec_decode::run(args),
+        Command::KvQuantEval(args) => cli::kv_quant_eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,5 +2,10 @@
 
 pub mod codec;
 pub mod env_probe;
+pub mod generate;
+pub mod kv_quant_eval;
+pub mod lm_common;
+pub mod make_tiny_model;
 pub mod model_info;
 pub mod sleep;
+pub mod spec_decode;

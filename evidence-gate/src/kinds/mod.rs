@@ -9,8 +9,11 @@ use crate::verdict::Violation;
 mod codec_bench;
 mod codec_eval;
 mod env_probe;
+mod generate;
+mod kv_quant_eval;
 mod model_info;
 mod sleep;
+mod spec_decode;
 
 pub(crate) struct KindRules {
     pub kind: &'static str,
@@ -23,8 +26,11 @@ const KINDS: &[KindRules] = &[
     codec_bench::RULES,
     codec_eval::RULES,
     env_probe::RULES,
+    generate::RULES,
+    kv_quant_eval::RULES,
     model_info::RULES,
     sleep::RULES,
+    spec_decode::RULES,
 ];
 
 /// Every report kind the gate can judge, with the schema versions it accepts.

@@ -1,0 +1,101 @@
+//! `kakeya make-tiny-model`: write a seeded tiny Llama/Qwen3 directory, or derive a draft
+//! from one (fewer layers sharing embeddings and head, and/or perturbed weights).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use kakeya_engine::model::Arch;
+use kakeya_engine::tiny::{self, DraftSpec, TinySpec};
+use serde_json::json;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ArchArg {
+    Llama,
+    Qwen3,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architecture of a new model (ignored with --from).
+    #[arg(long, value_enum, default_value = "llama")]
+    arch: ArchArg,
+    /// Output directory (created).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Query heads (default: hidden/16, or hidden/64 from hidden 256).
+    #[arg(long)]
+    heads: Option<usize>,
+    /// KV heads (default: half the query heads).
+    #[arg(long)]
+    kv_heads: Option<usize>,
+    #[arg(long, default_value_t = 384)]
+    vocab: usize,
+    /// MLP width (default ≈ 2.75 × hidden).
+    #[arg(long)]
+    intermediate: Option<usize>,
+    /// Tie lm_head to the embeddings (default: qwen3 yes, llama no).
+    #[arg(long)]
+    tie: Option<bool>,
+    /// Derive a draft from this model directory instead of writing a new model.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// With --from: keep only the first N layers (embeddings and head shared).
+    #[arg(long)]
+    keep_layers: Option<usize>,
+    /// With --from: add N(0, (noise·std(W))²) to every weight (0 = exact copy).
+    #[arg(long, default_value_t = 0.0)]
+    noise: f32,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(from) = &args.from {
+        let d = DraftSpec {
+            keep_layers: args.keep_layers,
+            noise: args.noise,
+            seed: args.seed,
+        };
+        tiny::derive_draft(from, &args.out, &d).with_context(|| {
+            format!(
+                "deriving a draft of {} into {}",
+                from.display(),
+                args.out.display()
+            )
+        })?;
+        println!(
+            "{}",
+            json!({"out": args.out.display().to_string(), "from": from.display().to_string(),
+            "keep_layers": args.keep_layers, "noise": args.noise, "seed": args.seed})
+        );
+        return Ok(());
+    }
+    let arch = match args.arch {
+        ArchArg::Llama => Arch::Llama,
+        ArchArg::Qwen3 => Arch::Qwen3,
+    };
+    let mut spec = TinySpec::new(arch, args.seed);
+    spec.layers = args.layers;
+    spec.hidden = args.hidden;
+    spec.heads = args.heads.unwrap_or(0);
+    spec.kv_heads = args.kv_heads.unwrap_or(0);
+    spec.intermediate = args.intermediate.unwrap_or(0);
+    spec.vocab = args.vocab;
+    if let Some(t) = args.tie {
+        spec.tie = t;
+    }
+    spec.fill_defaults();
+    let params = tiny::write_tiny(&spec, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{}",
+        json!({"out": args.out.display().to_string(), "arch": arch.name(), "seed": spec.seed,
+        "layers": spec.layers, "hidden": spec.hidden, "heads": spec.heads, "kv_heads": spec.kv_heads,
+        "vocab": spec.vocab, "intermediate": spec.intermediate, "tied": spec.tie, "params": params})
+    );
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! The causal LM: embeddings, decoder layers, final norm, lm_head (tied or not), and a block
+//! forward over L new tokens at the cache's current offset returning logits for every
+//! position (or just the last).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::cache::{KvChannel, ModelCache, StoreSpec};
+use super::config::{self, ModelConfig};
+use super::layers::{Layer, Linear, Step, weight_err};
+use super::{ModelError, load};
+
+/// Which logits a forward returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// One row per input token.
+    All,
+    /// Only the row after the last input token (cheaper lm_head).
+    Last,
+}
+
+/// Which kernels run the matmuls and attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Exact (batch-invariant) kernels on CPU f32, candle ops otherwise.
+    Auto,
+    /// Always candle ops (fast BLAS-style matmul; block ≠ steps in the last bits).
+    Candle,
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `cpu`, `metal`, `cuda` or `auto` (see [`crate::device::open`]).
+    pub device: String,
+    /// Weight and activation dtype; `None` = f32.
+    pub dtype: Option<DType>,
+    pub kernels: KernelChoice,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: "cpu".into(),
+            dtype: None,
+            kernels: KernelChoice::Auto,
+        }
+    }
+}
+
+/// Parse `f32`, `f16`, `bf16`.
+pub fn parse_dtype(s: &str) -> Result<DType, ModelError> {
+    match s {
+        "f32" | "float32" => Ok(DType::F32),
+        "f16" | "float16" => Ok(DType::F16),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        other => Err(ModelError::Unsupported(format!(
+            "dtype `{other}` (expected f32, f16 or bf16)"
+        ))),
+    }
+}
+
+pub struct CausalLm {
+    cfg: ModelConfig,
+    dir: PathBuf,
+    device: Device,
+    device_label: String,
+    dtype: DType,
+    exact: bool,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Linear,
+    inv_freq: Vec<f32>,
+}
+
+impl CausalLm {
+    /// Load `config.json` and the safetensors weights of `dir`.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self, ModelError> {
+        let cfg = ModelConfig::from_dir(dir)?;
+        let files = load::weight_files(dir)?;
+        let (device, device_label) = crate::device::open(&opts.device)?;
+        let dtype = opts.dtype.unwrap_or(DType::F32);
+        // SAFETY: the files are memory-mapped read-only; candle's loader validates headers and
+        // offsets. Modifying the files while the model is loaded is not supported.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &device) }
+            .map_err(|e| ModelError::Weights(format!("{}: {e}", dir.display())))?;
+        Self::from_varbuilder(cfg, vb, dir, device_label, opts.kernels)
+    }
+
+    /// Build from an existing `VarBuilder` (HF tensor names).
+    pub fn from_varbuilder(
+        cfg: ModelConfig,
+        vb: VarBuilder,
+        dir: &Path,
+        device_label: String,
+        kernels: KernelChoice,
+    ) -> Result<Self, ModelError> {
+        let (device, dtype) = (vb.device().clone(), vb.dtype());
+        let m = vb.pp("model");
+        let embed = m
+            .get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")
+            .map_err(|e| weight_err("model.embed_tokens", e))?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| Layer::load(&m.pp(format!("layers.{i}")), &cfg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let norm = m
+            .get(cfg.hidden_size, "norm.weight")
+            .map_err(|e| weight_err("model.norm", e))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::from_weight(embed.clone())?
+        } else {
+            Linear::load(&vb, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?
+        };
+        let exact = device.is_cpu() && dtype == DType::F32 && kernels == KernelChoice::Auto;
+        Ok(CausalLm {
+            inv_freq: config::inv_freqs(&cfg),
+            cfg,
+            dir: dir.to_path_buf(),
+            device,
+            device_label,
+            dtype,
+            exact,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn device_label(&self) -> &str {
+        &self.device_label
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// `exact` (batch-invariant CPU kernels) or `candle`.
+    pub fn kernels_label(&self) -> &'static str {
+        if self.exact { "exact" } else { "candle" }
+    }
+
+    /// A fresh cache for this model through `channel`.
+    pub fn new_cache(&self, channel: &KvChannel) -> Result<ModelCache, ModelError> {
+        let spec = StoreSpec {
+            kv_heads: self.cfg.num_kv_heads,
+            head_dim: self.cfg.head_dim,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        };
+        Ok(ModelCache::new(self.cfg.num_layers, spec, channel)?)
+    }
+
+    fn rope(&self, pos0: usize, l: usize) -> Result<(Tensor, Tensor), ModelError> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(l * half);
+        let mut sin = Vec::with_capacity(l * half);
+        for p in pos0..pos0 + l {
+            for f in &self.inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let mk = |v: Vec<f32>| -> Result<Tensor, ModelError> {
+            Ok(Tensor::from_vec(v, (l, half), &self.device)?.to_dtype(self.dtype)?)
+        };
+        Ok((mk(cos)?, mk(sin)?))
+    }
+
+    /// Run `tokens` at positions `cache.len()..` and append their K/V to `cache`. Returns f32
+    /// logits `[L, vocab]` (or `[1, vocab]` for [`Logits::Last`]). On error the cache is put
+    /// back to its length before the call.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        which: Logits,
+    ) -> Result<Tensor, ModelError> {
+        let pos0 = cache.len();
+        let result = self.forward_inner(tokens, cache, which);
+        if result.is_err() {
+            let _ = cache.truncate(pos0.min(cache.len()));
+            // Layers that had not appended yet are shorter; bring all back to pos0.
+            for i in 0..cache.num_layers() {
+                if let Some(l) = cache.layer_mut(i)
+                    && l.len() > pos0
+                {
+                    let _ = l.truncate(pos0);
+                }
+            }
+        }
+        result
+    }
+
+    fn forward_inner(
+        &self,
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        which: Logits,
+    ) -> Result<Tensor, ModelError> {
+        let l = tokens.len();
+        if l == 0 {
+            return Err(ModelError::Input("forward needs at least one token".into()));
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "token id {id} is outside the vocabulary of {}",
+                self.cfg.vocab_size
+            )));
+        }
+        if cache.num_layers() != self.layers.len() {
+            return Err(ModelError::Input(format!(
+                "cache has {} layers, model has {}",
+                cache.num_layers(),
+                self.layers.len()
+            )));
+        }
+        let pos0 = cache.len();
+        if pos0 + l > self.cfg.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "positions up to {} exceed max_position_embeddings {}",
+                pos0 + l,
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let (cos, sin) = self.rope(pos0, l)?;
+        let step = Step {
+            cfg: &self.cfg,
+            cos: &cos,
+            sin: &sin,
+            exact: self.exact,
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let store = cache
+                .layer_mut(i)
+                .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))?;
+            x = layer.forward(&x, store.as_mut(), &step)?;
+        }
+        if which == Logits::Last {
+            x = x.narrow(0, l - 1, 1)?;
+        }
+        let x =
+            candle_nn::ops::rms_norm(&x.contiguous()?, &self.norm, self.cfg.rms_norm_eps as f32)?;
+        Ok(self.lm_head.forward(&x, self.exact)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// Index of the largest value (first one on ties), as the reference's argmax.
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Argmax of every row of a `[L, vocab]` logits tensor.
+pub fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>, ModelError> {
+    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    Ok(rows.iter().map(|r| argmax(r)).collect())
+}
