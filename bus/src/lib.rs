@@ -10,6 +10,7 @@ pub mod archive;
 pub mod clock;
 pub mod doctor;
 pub mod git;
+pub mod github;
 pub mod json;
 pub mod layout;
 pub mod lease;

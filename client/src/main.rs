@@ -63,6 +63,18 @@ struct RequestFlags {
     /// Repository holding --workload (default: the current folder).
     #[arg(long, default_value = ".")]
     repo: String,
+    /// Also start the GitHub Actions workflow for this request (repository_dispatch; needs a
+    /// build with --features github and MACBRIDGE_GITHUB_TOKEN or GITHUB_TOKEN).
+    #[arg(long, value_name = "github")]
+    trigger: Option<Trigger>,
+    /// GitHub repository (owner/name) for --trigger; default: parsed from a github.com remote.
+    #[arg(long)]
+    github_repo: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    Github,
 }
 
 #[derive(clap::Args, Clone)]
@@ -117,6 +129,9 @@ enum Command {
         /// allowed_signers file listing trusted runner keys.
         #[arg(long, env = "MACBRIDGE_RUNNER_SIGNERS")]
         runner_signers: Option<PathBuf>,
+        /// Also list the GitHub commit statuses of the request commit.
+        #[arg(long)]
+        github: bool,
         #[arg(long)]
         json: bool,
     },
@@ -221,6 +236,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => {
             let (bus, _lock) = common::open_bus(&remote.remote)?;
             let submitted = request::submit_request(&bus, &request_args(&request))?;
+            trigger(&remote.remote, &request, &submitted.branch)?;
             if json {
                 common::print_json(&submitted)?;
             } else {
@@ -236,6 +252,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             remote,
             branch,
             runner_signers,
+            github,
             json,
         } => {
             let branch = common::branch_arg(&branch)?;
@@ -245,6 +262,19 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 .result
                 .as_ref()
                 .map(|_| common::check_result_signature(&request, runner_signers.as_deref()));
+            let github_statuses = if github {
+                let cfg = macbridge_bus::github::GitHubConfig {
+                    api_url: std::env::var("MACBRIDGE_GITHUB_API").ok(),
+                    ..Default::default()
+                };
+                let resolved = cfg.resolve(&remote.remote)?;
+                Some(macbridge_bus::github::statuses(
+                    &resolved,
+                    &status.request_commit,
+                )?)
+            } else {
+                None
+            };
             let report = wait::WaitReport {
                 status,
                 signature,
@@ -254,9 +284,21 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 timed_out: false,
             };
             if json {
-                common::print_json(&report)?;
+                let mut value = serde_json::to_value(&report)?;
+                if let Some(statuses) = github_statuses {
+                    value["github_statuses"] = serde_json::Value::Array(statuses);
+                }
+                common::print_json(&value)?;
             } else {
                 wait::print_summary(&report);
+                for s in github_statuses.unwrap_or_default() {
+                    println!(
+                        "github:     {} {} ({})",
+                        s["context"].as_str().unwrap_or("?"),
+                        s["state"].as_str().unwrap_or("?"),
+                        s["description"].as_str().unwrap_or("")
+                    );
+                }
             }
             Ok(0)
         }
@@ -282,6 +324,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 "pushed {} (request_id {})",
                 submitted.branch, submitted.request_id
             );
+            trigger(&remote.remote, &request, &submitted.branch)?;
             let branch = common::branch_arg(&submitted.branch)?;
             finish_wait(&bus, &lock, &branch, &flags, json)
         }
@@ -320,6 +363,27 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Quickstart(args) => quickstart::run(args),
     }
+}
+
+/// Start the Actions workflow for a pushed request when asked to. The request is on the bus
+/// already; a failed dispatch is reported (a scheduled sweep will still pick it up).
+fn trigger(remote: &str, flags: &RequestFlags, branch: &str) -> anyhow::Result<()> {
+    if flags.trigger != Some(Trigger::Github) {
+        return Ok(());
+    }
+    let cfg = macbridge_bus::github::GitHubConfig {
+        repo: flags.github_repo.clone(),
+        token_env: None,
+        api_url: std::env::var("MACBRIDGE_GITHUB_API").ok(),
+    };
+    let resolved = cfg.resolve(remote)?;
+    macbridge_bus::github::dispatch(&resolved, branch)
+        .with_context(|| format!("request {branch} is pushed, but starting the workflow failed"))?;
+    eprintln!(
+        "started the mac-bridge workflow on {} for {branch}",
+        resolved.0
+    );
+    Ok(())
 }
 
 fn request_args(flags: &RequestFlags) -> request::RequestArgs<'_> {

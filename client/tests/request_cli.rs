@@ -118,3 +118,29 @@ fn a_missing_key_is_bad_input() {
     );
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn doctor_json_checks_the_bus_and_the_key() {
+    let s = setup();
+    let (code, out, err) = macbridge(
+        &["doctor", "--remote", &s.bus, "--key", &s.key, "--json"],
+        &s.cache,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let find = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap()["status"].clone();
+    assert_eq!(find("git_reachable"), "ok");
+    assert_eq!(find("compare_and_swap"), "ok");
+    assert_eq!(find("key"), "ok");
+    // No runner has served this bus yet.
+    assert_eq!(find("runners"), "warn");
+    let (code, out, _) = macbridge(
+        &["doctor", "--remote", "/nonexistent/bus.git", "--json"],
+        &s.cache,
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["checks"][0]["name"], "git_reachable");
+    assert_eq!(v["checks"][0]["status"], "fail");
+}

@@ -69,6 +69,10 @@ pub struct Config {
     /// Extra environment variables given to every job.
     #[serde(default)]
     pub job_env: BTreeMap<String, String>,
+    /// GitHub commit statuses on request commits (needs a build with `--features github`
+    /// and a token; skipped otherwise).
+    #[serde(default)]
+    pub github: Option<macbridge_bus::github::GitHubConfig>,
 }
 
 fn default_poll() -> f64 {

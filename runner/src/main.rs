@@ -92,6 +92,9 @@ enum Command {
         /// Log file (default: <work_dir>/runner.log).
         #[arg(long)]
         log: Option<PathBuf>,
+        /// Render for another OS (with --dry-run): launchd or systemd.
+        #[arg(long, value_parser = ["launchd", "systemd"])]
+        platform: Option<String>,
     },
     /// Stop and remove the service installed by install-service.
     UninstallService {
@@ -173,7 +176,8 @@ fn main() -> ExitCode {
             agent,
             user,
             log,
-        } => install_service(&config, dry_run, agent, user, log),
+            platform,
+        } => install_service(&config, dry_run, agent, user, log, platform.as_deref()),
         Command::UninstallService { agent, dry_run } => {
             let platform = service::Platform::current();
             if dry_run {
@@ -301,9 +305,17 @@ fn install_service(
     agent: bool,
     user: Option<String>,
     log: Option<PathBuf>,
+    platform: Option<&str>,
 ) -> anyhow::Result<()> {
     let config = config::Config::load(config_path)?;
-    let platform = service::Platform::current();
+    let platform = match platform {
+        Some("launchd") => service::Platform::Launchd,
+        Some(_) => service::Platform::Systemd,
+        None => service::Platform::current(),
+    };
+    if platform != service::Platform::current() && !dry_run {
+        anyhow::bail!("--platform for another OS only renders the file: add --dry-run");
+    }
     let runner_bin = std::env::current_exe().context("locating this binary")?;
     let spec = service::ServiceSpec {
         runner_bin: service::absolute(&runner_bin)?,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use macbridge_bus::git::TreeChange;
+use macbridge_bus::github::StatusState;
 use macbridge_bus::lease::{self, LeaseHandle, PublishOutcome};
 use macbridge_bus::records::{Artifact, ResultRecord, ResultState, RunnerInfo, Timings};
 use macbridge_bus::verify::VerifiedRequest;
@@ -178,6 +179,16 @@ fn push_with_retries(
         ) {
             Ok(PublishOutcome::Published(commit)) => {
                 info!(branch = %req.branch, state = record.state.as_str(), commit = %commit, "result published");
+                let (state, mut description) = match record.state {
+                    ResultState::Done => (StatusState::Success, "done".to_string()),
+                    other => (StatusState::Failure, other.as_str().to_string()),
+                };
+                if let Some(v) = &record.verdict {
+                    description.push_str(&format!("; gate {}", v.summary()));
+                } else if let Some(reason) = &record.reason {
+                    description.push_str(&format!(": {reason}"));
+                }
+                runner.github_status(&req.request_commit.to_string(), state, &description);
                 return Ok(true);
             }
             Ok(PublishOutcome::LeaseLost) => {

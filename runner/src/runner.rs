@@ -295,6 +295,14 @@ impl Runner {
             LeaseOutcome::Lost => return Ok(Handled::Lost),
         };
         info!(branch = %req.branch, request_id = %request_id, attempt = handle.lease.attempt, "claimed");
+        self.github_status(
+            &req.request_commit.to_string(),
+            macbridge_bus::github::StatusState::Pending,
+            &format!(
+                "claimed by {} (attempt {})",
+                self.config.runner_id, handle.lease.attempt
+            ),
+        );
         if let Some((_, attempts)) = reclaim
             && attempts >= self.config.max_attempts
         {
@@ -316,6 +324,28 @@ impl Runner {
             return Ok(Handled::Ran(ResultState::Cancelled));
         }
         job::run(self, &req, verified, handle)
+    }
+
+    /// Best effort: set the GitHub commit status of a request commit, when configured.
+    pub fn github_status(
+        &self,
+        sha: &str,
+        state: macbridge_bus::github::StatusState,
+        description: &str,
+    ) {
+        let Some(cfg) = &self.config.github else {
+            return;
+        };
+        match cfg.resolve(&self.config.remote) {
+            Ok(resolved) => {
+                if let Err(e) =
+                    macbridge_bus::github::set_status(&resolved, sha, state, description)
+                {
+                    warn!(sha, error = %e, "could not set the GitHub commit status");
+                }
+            }
+            Err(e) => debug!(error = %e, "GitHub statuses skipped"),
+        }
     }
 
     /// Renew `handle`, reporting whether the lease is still ours.
