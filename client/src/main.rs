@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod doctor;
+mod presets_doc;
 mod queue;
 mod quickstart;
 mod request;
@@ -197,6 +198,9 @@ enum Command {
     Presets {
         #[arg(long)]
         json: bool,
+        /// Print the Markdown reference (docs/PRESETS.md).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
     },
     /// Run the whole loop on this machine: bus, keys, a runner process, a signed request.
     Quickstart(quickstart::Args),
@@ -345,7 +349,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Presets { json } => presets(json),
+        Command::Presets { json, markdown } => presets(json, markdown),
         Command::Doctor {
             remote,
             key,
@@ -524,8 +528,12 @@ fn cancel(
     Ok(code)
 }
 
-fn presets(json: bool) -> anyhow::Result<u8> {
+fn presets(json: bool, markdown: bool) -> anyhow::Result<u8> {
     let catalog = macbridge_presets::catalog()?;
+    if markdown {
+        print!("{}", presets_doc::markdown(&catalog.to_json()));
+        return Ok(0);
+    }
     if json {
         common::print_json(&catalog.to_json())?;
         return Ok(0);

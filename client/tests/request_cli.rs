@@ -144,3 +144,16 @@ fn doctor_json_checks_the_bus_and_the_key() {
     assert_eq!(v["checks"][0]["name"], "git_reachable");
     assert_eq!(v["checks"][0]["status"], "fail");
 }
+
+#[test]
+fn docs_presets_md_is_generated_from_the_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = macbridge(&["presets", "--markdown"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PRESETS.md");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == out,
+        "docs/PRESETS.md is stale: run `cargo run --release -p macbridge -- presets --markdown > docs/PRESETS.md`"
+    );
+}
