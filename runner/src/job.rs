@@ -119,17 +119,20 @@ pub fn run(
         pid_file: job_dir.join(JOB_PID_FILE),
     };
     let heartbeat = Duration::from_secs_f64(runner.config.heartbeat_seconds);
-    let mut last_renewal = Instant::now();
+    // The first renewal (claimed → running) comes early, so `status` says `running` within a
+    // couple of seconds; jobs shorter than that finish without spending a push on it.
+    let first_renewal = heartbeat.min(Duration::from_secs(2));
+    let mut next_renewal = Instant::now() + first_renewal;
     let outcome = exec::run(&spec, || {
         // Renewals are pushes and cost a hosted remote's push budget: only every heartbeat.
         // Cancel checks are fetches and cheap: every tick.
-        if last_renewal.elapsed() >= heartbeat {
+        if Instant::now() >= next_renewal {
             let tail = exec::tail(&spec.stderr_path, HEARTBEAT_TAIL_BYTES / 2)
                 + &exec::tail(&spec.stdout_path, HEARTBEAT_TAIL_BYTES / 2);
             match runner.renew(&handle, LeaseState::Running, Some(&tail)) {
                 Ok(Some(renewed)) => {
                     handle = renewed;
-                    last_renewal = Instant::now();
+                    next_renewal = Instant::now() + heartbeat;
                 }
                 Ok(None) => {
                     warn!(request_id = %request_id, "lease lost: stopping the job, publishing nothing");
