@@ -166,7 +166,7 @@ fn push_with_retries(
 ) -> anyhow::Result<bool> {
     let mut tip = req.tip;
     let mut failures = 0u32;
-    for _ in 0..16 {
+    for _ in 0..64 {
         record.published_at = clock::format(clock::now());
         match lease::publish(
             &runner.bus,
@@ -204,8 +204,14 @@ fn push_with_retries(
             }
             Err(e) => {
                 failures += 1;
-                if failures > 5 {
-                    return Err(e).context("publishing the result");
+                // Keep trying while our lease still protects the request (nobody else may
+                // publish until it expires); a refusal without a lease tries a few times.
+                let lease_left = handle
+                    .and_then(|h| clock::parse(&h.lease.expires_at))
+                    .map(|t| clock::seconds_between(clock::now(), t))
+                    .unwrap_or(0.0);
+                if failures > 5 && lease_left < backoff(failures).as_secs_f64() + 2.0 {
+                    return Err(e).context("publishing the result (transport kept failing)");
                 }
                 warn!(branch = %req.branch, error = %e, "publish failed; retrying");
                 std::thread::sleep(backoff(failures));
