@@ -197,6 +197,15 @@ pub fn cleanup(runner: &Runner) -> anyhow::Result<Cleaned> {
             stale_claims.push((name.clone(), *oid));
         }
     }
+    let present: Vec<String> = refs.iter().map(|(n, _)| n.clone()).collect();
+    for prefix in ["refs/heads/mac-bridge/", layout::CLAIM_PREFIX] {
+        if let Err(e) = runner.bus.prune_cache(prefix, &present) {
+            warn!(error = %e, "could not prune the local git cache");
+        }
+    }
+    if let Err(e) = runner.bus.gc_auto() {
+        warn!(error = %e, "git gc of the local cache failed");
+    }
     if finished.is_empty() && stale_claims.is_empty() {
         return Ok(cleaned);
     }

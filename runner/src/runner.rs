@@ -94,6 +94,9 @@ impl Runner {
             .filter(|(n, _)| n.starts_with(layout::CLAIM_PREFIX))
             .map(|(n, _)| n.clone())
             .collect();
+        // Forget answered tips of branches that are gone (archived), so the set stays small.
+        let live: BTreeSet<String> = refs.iter().map(|(n, o)| format!("{n}@{o}")).collect();
+        self.finished.borrow_mut().retain(|k| live.contains(k));
         for (name, oid) in &refs {
             let is_branch = name.starts_with("refs/heads/mac-bridge/");
             if is_branch {

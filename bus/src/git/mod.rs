@@ -175,6 +175,29 @@ impl Bus {
         Ok(self.repo.refname_to_id(local)?)
     }
 
+    /// Drop cached copies of remote refs under `prefix` that are not in `present` (deleted on
+    /// the remote), so their objects become garbage for [`Bus::gc_auto`].
+    pub fn prune_cache(&self, prefix: &str, present: &[String]) -> Result<usize, GitError> {
+        let keep: std::collections::BTreeSet<String> =
+            present.iter().map(|r| local_name(r)).collect();
+        let mut removed = 0;
+        for reference in self.repo.references_glob(&format!("{}*", local_name(prefix)))? {
+            let mut reference = reference?;
+            let Ok(name) = reference.name().map(str::to_string) else { continue };
+            if !keep.contains(&name) {
+                reference.delete()?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Let git pack and prune the cache when it thinks it is worth it.
+    pub fn gc_auto(&self) -> Result<(), GitError> {
+        command::run(&self.cache_path, &["gc", "--auto", "--quiet"], self.timeout)?;
+        Ok(())
+    }
+
     /// The commit a remote ref pointed to at the last fetch.
     pub fn fetched(&self, remote_ref: &str) -> Option<Oid> {
         self.repo.refname_to_id(&local_name(remote_ref)).ok()
