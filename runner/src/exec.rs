@@ -244,3 +244,102 @@ pub fn capped(path: &Path, cap: u64) -> (Vec<u8>, bool) {
     out.extend_from_slice(&tail_bytes);
     (out, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, argv: &[&str], timeout_ms: u64) -> JobSpec {
+        JobSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            cwd: dir.to_path_buf(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            timeout: Duration::from_millis(timeout_ms),
+            grace: Duration::from_millis(200),
+            stdout_path: dir.join("stdout.log"),
+            stderr_path: dir.join("stderr.log"),
+            tick_every: Duration::from_millis(50),
+            max_output_bytes: 1 << 20,
+            pid_file: dir.join("job.pid"),
+        }
+    }
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    #[test]
+    fn a_timeout_stops_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "sleep 30 & echo $! > child.pid; echo started; sleep 30";
+        let s = spec(dir.path(), &["sh", "-c", script], 500);
+        let out = run(&s, || Tick::Continue).unwrap();
+        assert_eq!(out.ending, Ending::TimedOut);
+        let child: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The background child was killed with its group (it may linger as a zombie of init
+        // for a moment, so poll).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(child) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(child), "orphan {child} survived");
+        assert!(!s.pid_file.exists(), "pid file left behind");
+        assert_eq!(std::fs::read_to_string(&s.stdout_path).unwrap(), "started\n");
+    }
+
+    #[test]
+    fn exit_codes_cancel_and_the_environment_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(dir.path(), &["sh", "-c", "echo $PATH:$HOME; exit 7"], 10_000);
+        let out = run(&s, || Tick::Continue).unwrap();
+        assert_eq!(out.ending, Ending::Exited(7));
+        // Scrubbed: HOME is not inherited.
+        assert_eq!(std::fs::read_to_string(&s.stdout_path).unwrap(), "/usr/bin:/bin:\n");
+        let s = spec(dir.path(), &["sleep", "30"], 10_000);
+        let out = run(&s, || Tick::Cancel).unwrap();
+        assert_eq!(out.ending, Ending::Cancelled);
+        assert!(out.run_time < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn runaway_output_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(dir.path(), &["yes"], 30_000);
+        s.max_output_bytes = 64 * 1024;
+        let out = run(&s, || Tick::Continue).unwrap();
+        assert_eq!(out.ending, Ending::OutputLimit);
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(dir.path(), &["/nonexistent/program"], 1000);
+        assert!(run(&s, || Tick::Continue).is_err());
+        let s = spec(dir.path(), &[], 1000);
+        assert!(run(&s, || Tick::Continue).is_err());
+    }
+
+    #[test]
+    fn capped_logs_keep_head_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let text: String = (0..200).map(|i| format!("line {i:03}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let (bytes, truncated) = capped(&path, 200);
+        let out = String::from_utf8(bytes).unwrap();
+        assert!(truncated);
+        assert!(out.starts_with("line 000\n"));
+        assert!(out.ends_with("line 199\n"));
+        assert!(out.contains("bytes omitted"));
+        let (bytes, truncated) = capped(&path, 10_000);
+        assert!(!truncated);
+        assert_eq!(bytes, text.as_bytes());
+        assert_eq!(tail(&path, 9), "line 199\n");
+        assert_eq!(capped(&dir.path().join("missing"), 10), (Vec::new(), false));
+    }
+}
