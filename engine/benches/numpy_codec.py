@@ -5,11 +5,14 @@ same data. It is float32 throughout, like the reference, with a dense Hadamard m
 
 Usage:
   numpy_codec.py bench --rows ROWS.f32 --dim 128 [--q 10] [--repeats 3] [--json OUT.json]
+      times the round trip and its two halves (encode = steps 1-7, decode = 8-10, no bit
+      packing); set OPENBLAS_NUM_THREADS=1 for a single-thread run
   numpy_codec.py parity VECTORS.json      # check this implementation against the shared vectors
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -47,21 +50,36 @@ def nearest_e8(y):
     return np.where(da <= db, a, b)
 
 
-def roundtrip(x, variant, q, h=None):
+def encode(x, variant, q, h=None):
+    """Steps 1-7: lattice points z and the two fp16 side scalars (no bit packing)."""
     n, d = x.shape
     if h is None:
         h = hadamard(d)
     x = x.astype(np.float32, copy=False)
     r = np.maximum(np.sqrt((x * x).sum(axis=1, keepdims=True)), EPS)
-    r16 = r.astype(np.float16).astype(np.float32)
+    r16 = r.astype(np.float16)
     y = (x / r) @ h
     qmax = np.maximum(np.abs(y).max(axis=1, keepdims=True), EPS)
-    s = qmax.astype(np.float16).astype(np.float32) / np.float32(q)
+    q16 = qmax.astype(np.float16)
+    s = q16.astype(np.float32) / np.float32(q)
     bd = 8 if variant == "e8" else 4
     blocks = (y / s).reshape(n, d // bd, bd)
     z = nearest_e8(blocks) if variant == "e8" else nearest_dn(blocks)
     z = np.clip(z, -q, q).astype(np.float32)
-    return ((z.reshape(n, d) * s) @ h) * r16
+    return z.reshape(n, d), r16, q16
+
+
+def decode(z, r16, q16, q, h=None):
+    """Steps 8-10."""
+    if h is None:
+        h = hadamard(z.shape[1])
+    s = q16.astype(np.float32) / np.float32(q)
+    return ((z * s) @ h) * r16.astype(np.float32)
+
+
+def roundtrip(x, variant, q, h=None):
+    z, r16, q16 = encode(x, variant, q, h)
+    return decode(z, r16, q16, q, h)
 
 
 def parity(path):
@@ -79,26 +97,48 @@ def parity(path):
     print(f"worst {worst:.3e}")
 
 
+def blas_threads():
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var):
+            return f"{var}={os.environ[var]}"
+    return "BLAS default"
+
+
+def best(repeats, f):
+    f()  # warm-up (not timed)
+    t_best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        t_best = min(t_best, time.perf_counter() - t0)
+    return t_best
+
+
 def bench(args):
     raw = np.fromfile(args.rows, dtype="<f4")
     x = raw.reshape(-1, args.dim)
     h = hadamard(args.dim)
+    threads = blas_threads()
     results = []
     for variant in ("e8", "d4"):
-        roundtrip(x[: min(len(x), 256)], variant, args.q, h)  # warm-up
-        best = math.inf
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            roundtrip(x, variant, args.q, h)
-            best = min(best, time.perf_counter() - t0)
-        vps = len(x) / best
-        results.append({
-            "arm": f"numpy_{variant}_q{args.q}", "variant": variant, "q": args.q,
-            "rows": len(x), "dim": args.dim, "seconds": best, "vectors_per_s": vps,
-            "gb_per_s": vps * args.dim * 4 * 2 / 1e9,
-        })
-        print(f"numpy {variant} Q={args.q}: {vps / 1e6:.3f} M vectors/s ({best:.3f} s for {len(x)} rows)")
-    out = {"numpy_version": np.__version__, "threads_note": "NumPy BLAS threads as configured", "results": results}
+        z, r16, q16 = encode(x, variant, args.q, h)
+        for op, f in (
+            ("roundtrip", lambda: roundtrip(x, variant, args.q, h)),
+            ("encode", lambda: encode(x, variant, args.q, h)),
+            ("decode", lambda: decode(z, r16, q16, args.q, h)),
+        ):
+            secs = best(args.repeats, f)
+            vps = len(x) / secs
+            results.append({
+                "arm": f"numpy_{variant}_q{args.q}", "variant": variant, "q": args.q, "op": op,
+                "rows": len(x), "dim": args.dim, "seconds": secs, "vectors_per_s": vps,
+                "mvectors_per_s": vps / 1e6, "blas_threads": threads,
+            })
+            print(f"numpy {variant} Q={args.q} {op:<9} ({threads}): {vps / 1e6:.3f} M vectors/s "
+                  f"({secs:.3f} s for {len(x)} rows)")
+    out = {"numpy_version": np.__version__, "blas_threads": threads,
+           "note": "encode/decode are the pipeline halves without any bit packing",
+           "results": results}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -17,9 +17,17 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -c 'import numpy' 2>/dev/null || "$VENV/bin/pip" install -q numpy
 (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release -q -p kakeya-engine)
-"$TARGET/release/kakeya" codec bench --dim 128 --rows "$ROWS" --q "$Q" --repeats 3 \
+REPEATS=${REPEATS:-5}
+uptime | tee "$OUT/load.txt"
+"$TARGET/release/kakeya" codec bench --dim 128 --rows "$ROWS" --q "$Q" --repeats "$REPEATS" \
   --dump-rows "$OUT/rows.f32" --out "$OUT/codec_bench.json" | tee "$OUT/codec_bench.txt"
+# NumPy on the same rows: its BLAS default (all cores) and pinned to one thread.
 "$VENV/bin/python" "$ROOT/engine/benches/numpy_codec.py" bench --rows "$OUT/rows.f32" --dim 128 \
   --q "$Q" --repeats 3 --json "$OUT/numpy_codec.json" | tee "$OUT/numpy_codec.txt"
+OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 "$VENV/bin/python" "$ROOT/engine/benches/numpy_codec.py" \
+  bench --rows "$OUT/rows.f32" --dim 128 --q "$Q" --repeats 3 --json "$OUT/numpy_codec_1t.json" \
+  | tee "$OUT/numpy_codec_1t.txt"
+uptime | tee -a "$OUT/load.txt"
+"$VENV/bin/python" "$ROOT/engine/benches/compare_codec_bench.py" "$OUT" | tee "$OUT/summary.md"
 "$VENV/bin/python" "$ROOT/engine/benches/numpy_codec.py" parity \
   "$ROOT/../shared/vectors/kakeya_reference_vectors.json" | tail -1 || true

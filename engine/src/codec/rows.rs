@@ -839,17 +839,23 @@ pub fn kernel() -> Kernel {
 
 /// Every kernel this CPU can run (for tests and benchmarks).
 pub fn available_kernels() -> Vec<Kernel> {
-    let mut k = vec![Kernel::Portable];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::simd::Avx2::detect().is_some() {
-            k.push(Kernel::Avx2);
-        }
-        if super::simd::Avx512::detect().is_some() {
-            k.push(Kernel::Avx512);
-        }
+    [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+        .into_iter()
+        .filter(|&k| supported(k))
+        .collect()
+}
+
+/// Whether this CPU can run `k` (the portable kernel runs everywhere).
+pub fn supported(k: Kernel) -> bool {
+    match k {
+        Kernel::Portable => true,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => super::simd::Avx2::detect().is_some(),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => super::simd::Avx512::detect().is_some(),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => false,
     }
-    k
 }
 
 /// Runs `$body` with the requested kernel's token inside a function compiled for its CPU
@@ -949,7 +955,7 @@ mod tests {
             for i in 0..dim {
                 let g = lcg(&mut s);
                 x.push(match kind {
-                    0 | 1 | 2 => g,
+                    0..=2 => g,
                     3 => 0.0,
                     4 => g * 1e-30,
                     5 => g * 5000.0 / (dim as f32).sqrt(),

@@ -380,7 +380,7 @@ mod x86 {
         }
         #[inline(always)]
         fn load_rows(self, x: &[f32], tile: &mut [[f32; 8]]) {
-            if tile.len() % 8 == 0 {
+            if tile.len().is_multiple_of(8) {
                 load_rows8(self, x, tile)
             } else {
                 scalar_load(x, tile)
@@ -388,7 +388,7 @@ mod x86 {
         }
         #[inline(always)]
         fn store_rows(self, tile: &[[f32; 8]], out: &mut [f32]) {
-            if tile.len() % 8 == 0 {
+            if tile.len().is_multiple_of(8) {
                 store_rows8(self, tile, out)
             } else {
                 scalar_store(tile, out)
@@ -490,7 +490,7 @@ mod x86 {
         }
         #[inline(always)]
         fn load_rows(self, x: &[f32], tile: &mut [[f32; 16]]) {
-            if tile.len() % 8 == 0 {
+            if tile.len().is_multiple_of(8) {
                 load_rows8(Avx2(()), x, tile)
             } else {
                 scalar_load(x, tile)
@@ -498,7 +498,7 @@ mod x86 {
         }
         #[inline(always)]
         fn store_rows(self, tile: &[[f32; 16]], out: &mut [f32]) {
-            if tile.len() % 8 == 0 {
+            if tile.len().is_multiple_of(8) {
                 store_rows8(Avx2(()), tile, out)
             } else {
                 scalar_store(tile, out)
