@@ -3,6 +3,7 @@
 //! them. Every command writes a JSON report in the evidence gate's envelope
 //! (`kind`, `schema_version`, `provenance`), stating what it measured and on which device.
 
+pub mod bench;
 pub mod codec;
 pub mod device;
 pub mod eval;

@@ -37,6 +37,9 @@ enum Command {
     SpecDecode(cli::spec_decode::Args),
     /// Codec arms on K/V captured from a model run: bits, rel-MSE, next-token top-1 and KL.
     KvQuantEval(cli::kv_quant_eval::Args),
+    /// Engine benchmarks on this machine: models and speculative decoding.
+    #[command(subcommand)]
+    Bench(cli::bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::run(args),
         Command::SpecDecode(args) => cli::spec_decode::run(args),
         Command::KvQuantEval(args) => cli::kv_quant_eval::run(args),
+        Command::Bench(command) => cli::bench::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
