@@ -5,11 +5,17 @@
 //! cargo build --release --workspace && cargo test --release -p macbridge-e2e
 //! ```
 
+mod cancel;
+mod cleanup;
 mod client_cli;
 mod evidence_gate;
+mod faults;
 mod forgery;
 mod happy;
 mod harness;
+mod limits;
+mod queue;
+mod race;
 mod refusals_manifest;
 mod refusals_policy;
 mod refusals_signature;

@@ -215,3 +215,68 @@ pub fn push_delete(repo: &Path, remote: &Path, dst: &str) {
     let remote = remote.to_str().expect("utf-8 path");
     git_in(repo, &["push", "--quiet", remote, &format!(":{dst}")], None).ok();
 }
+
+/// The blobs named by `specs` (`<rev>:<path>`), read with one `git cat-file --batch`;
+/// `None` for each spec that does not name a blob.
+#[track_caller]
+pub fn cat_blobs(repo: &Path, specs: &[String]) -> Vec<Option<Vec<u8>>> {
+    if specs.is_empty() {
+        return Vec::new();
+    }
+    let input: String = specs.iter().map(|s| format!("{s}\n")).collect();
+    let out = git_cmd(repo)
+        .args(["cat-file", "--batch"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            std::io::Write::write_all(&mut stdin, input.as_bytes())?;
+            drop(stdin);
+            child.wait_with_output()
+        })
+        .expect("running git cat-file --batch");
+    let bytes = out.stdout;
+    let mut pos = 0;
+    let mut found = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let end = pos
+            + bytes[pos..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .unwrap_or_else(|| panic!("cat-file output ends early at {spec}"));
+        let header = String::from_utf8_lossy(&bytes[pos..end]).into_owned();
+        pos = end + 1;
+        let fields: Vec<&str> = header.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, kind, size] => {
+                let size: usize = size.parse().expect("cat-file object size");
+                let body = bytes[pos..pos + size].to_vec();
+                pos += size + 1;
+                found.push((*kind == "blob").then_some(body));
+            }
+            _ => found.push(None),
+        }
+    }
+    found
+}
+
+/// Every `lease.json` on the claim ref of `request_id`, oldest first (empty without a claim).
+pub fn lease_chain(repo: &Path, request_id: &str) -> Vec<serde_json::Value> {
+    let claim = format!("refs/mac-bridge/claims/{request_id}");
+    if resolve(repo, &claim).is_none() {
+        return Vec::new();
+    }
+    let specs: Vec<String> = git(repo, &["log", "--reverse", "--format=%H", &claim])
+        .lines()
+        .map(|commit| format!("{commit}:lease.json"))
+        .collect();
+    cat_blobs(repo, &specs)
+        .into_iter()
+        .zip(&specs)
+        .map(|(blob, spec)| {
+            let blob = blob.unwrap_or_else(|| panic!("{spec} is missing"));
+            serde_json::from_slice(&blob).unwrap_or_else(|e| panic!("{spec}: {e}"))
+        })
+        .collect()
+}

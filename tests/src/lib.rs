@@ -12,13 +12,16 @@
 //! * [`gitx`]: git plumbing and bus inspection.
 //! * [`craft`]: canonical JSON, timestamps, manifests, `ssh-keygen` signatures.
 //! * [`world`]: one isolated bus + keys + runner config per test.
+//! * [`fleet`]: several runners on one world's bus; queue, cancel and state polling.
 
 pub mod bins;
 pub mod craft;
+pub mod fleet;
 pub mod gitx;
 pub mod proc;
 pub mod world;
 
 pub use craft::{Draft, Sealed};
+pub use fleet::{Member, RunnerOpts};
 pub use proc::{Background, Finished};
 pub use world::{KeyPair, RunnerSetup, World};

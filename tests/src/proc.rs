@@ -255,3 +255,121 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         })
         .collect()
 }
+
+impl Background {
+    /// SIGKILL this process only (not its children or process groups it started) and reap it:
+    /// what `kill -9 <pid>` does to a runner that dies mid-job.
+    pub fn kill(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("process already stopped");
+        let _ = child.kill();
+        child.wait().expect("reaping a killed child")
+    }
+}
+
+/// Send `signal` (a name such as `STOP`) to process `pid` only; whether it was delivered.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Send `signal` (a name such as `KILL`) to every process of group `pgid`; whether any
+/// process received it.
+pub fn signal_group(pgid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Kills whole process groups when dropped, so a job orphaned on purpose (its runner was
+/// killed with SIGKILL) never outlives its test, pass or fail. Only processes of a watched
+/// group whose command line or environment mention `marker` (the test's folder) are
+/// signalled, so a recycled group id never hits anything else.
+#[derive(Debug)]
+pub struct GroupReaper {
+    marker: String,
+    groups: std::sync::Mutex<Vec<u32>>,
+}
+
+impl GroupReaper {
+    /// A reaper for processes mentioning `marker`.
+    pub fn new(marker: impl Into<String>) -> Self {
+        GroupReaper {
+            marker: marker.into(),
+            groups: Default::default(),
+        }
+    }
+
+    /// Kill group `pgid` when this reaper is dropped (or in [`GroupReaper::reap`]).
+    pub fn watch(&self, pgid: u32) {
+        let mut groups = self.groups.lock().expect("reaper lock");
+        if !groups.contains(&pgid) {
+            groups.push(pgid);
+        }
+    }
+
+    /// SIGKILL every process of the watched groups now.
+    pub fn reap(&self) {
+        let groups: Vec<u32> = self.groups.lock().expect("reaper lock").drain(..).collect();
+        if groups.is_empty() {
+            return;
+        }
+        for (pid, pgid) in process_groups() {
+            if groups.contains(&pgid) && mentions(pid, &self.marker) {
+                signal(pid, "KILL");
+            }
+        }
+    }
+}
+
+/// Every live process as `(pid, process group id)`.
+fn process_groups() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name: state, ppid, pgrp, ...
+            let pgrp = stat.rsplit_once(')')?.1.split_whitespace().nth(2)?;
+            Some((pid, pgrp.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Whether the command line or environment of `pid` contains `marker`.
+fn mentions(pid: u32, marker: &str) -> bool {
+    ["cmdline", "environ"].iter().any(|f| {
+        std::fs::read(format!("/proc/{pid}/{f}"))
+            .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(marker))
+    })
+}
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+/// Poll `probe` until it returns `Some` or `limit` passes (then `None`), so the caller can
+/// fail with its own context (the last state it saw).
+pub fn poll<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL * 4);
+    }
+}
