@@ -108,20 +108,35 @@ fn bench_arms(dim: usize, q: i64) -> anyhow::Result<Vec<BenchArm>> {
     Ok(v)
 }
 
+/// CPU time the calling thread has spent running, from `/proc/thread-self/schedstat` (Linux;
+/// None elsewhere). Unlike wall time it does not grow while other processes hold the core.
+fn thread_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 /// Best of `repeats` timed calls after one untimed warm-up call (steady state: buffers are
-/// allocated and touched, caches and branch predictors warm).
+/// allocated and touched, caches and branch predictors warm). Returns the best wall time,
+/// the best CPU time of the calling thread (meaningful on a one-thread pool, where the work
+/// runs on that thread) and the last result.
 fn best_of<T>(
     repeats: usize,
     mut f: impl FnMut() -> anyhow::Result<T>,
-) -> anyhow::Result<(f64, T)> {
+) -> anyhow::Result<(f64, Option<f64>, T)> {
     let mut last = f()?;
     let mut best = f64::INFINITY;
+    let mut best_cpu: Option<f64> = None;
     for _ in 0..repeats.max(1) {
+        let c0 = thread_cpu_seconds();
         let t = Instant::now();
         last = f()?;
         best = best.min(t.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, thread_cpu_seconds()) {
+            best_cpu = Some(best_cpu.map_or(b - a, |c: f64| c.min(b - a)));
+        }
     }
-    Ok((best.max(1e-9), last))
+    Ok((best.max(1e-9), best_cpu.map(|c| c.max(1e-9)), last))
 }
 
 /// Preallocated outputs, reused across repetitions so that no timed run pays for page faults
@@ -223,10 +238,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         for arm in &arms {
             let imp: &dyn Quantizer = arm.imp.as_ref();
             let mut buf = Buffers::new(a.rows, a.dim);
-            let (rt_s, _) = pool.install(|| best_of(a.repeats, || buf.roundtrip(imp, &x)))?;
-            let (enc_s, packed_bytes) =
+            let (rt_s, rt_cpu, _) =
+                pool.install(|| best_of(a.repeats, || buf.roundtrip(imp, &x)))?;
+            let (enc_s, enc_cpu, packed_bytes) =
                 pool.install(|| best_of(a.repeats, || buf.encode(imp, &x)))?;
-            let (dec_s, _) = pool.install(|| best_of(a.repeats, || buf.decode(imp)))?;
+            let (dec_s, dec_cpu, _) = pool.install(|| best_of(a.repeats, || buf.decode(imp)))?;
             // The decode must reproduce the round trip (checked outside the timings).
             let mut check = Buffers::new(a.rows, a.dim);
             check.roundtrip(imp, &x)?;
@@ -236,19 +252,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 arm.name
             );
             let packed_per_vec = packed_bytes as f64 / a.rows as f64;
-            for (op, secs, bytes_per_vec) in [
-                ("roundtrip", rt_s, 2.0 * row_bytes),
-                ("encode", enc_s, row_bytes + packed_per_vec),
-                ("decode", dec_s, packed_per_vec + row_bytes),
+            for (op, secs, cpu, bytes_per_vec) in [
+                ("roundtrip", rt_s, rt_cpu, 2.0 * row_bytes),
+                ("encode", enc_s, enc_cpu, row_bytes + packed_per_vec),
+                ("decode", dec_s, dec_cpu, packed_per_vec + row_bytes),
             ] {
                 let vps = a.rows as f64 / secs;
                 let gb = vps * bytes_per_vec / 1e9;
-                results.push(json!({
+                let mut r = json!({
                     "arm": arm.name, "op": op, "threads": threads, "rows": a.rows,
                     "seconds": secs, "vectors_per_s": vps, "mvectors_per_s": vps / 1e6,
                     "bytes_per_vector": bytes_per_vec, "gb_per_s": gb,
                     "bandwidth_gb_per_s": gbps, "bandwidth_fraction": gb / gbps,
-                }));
+                });
+                // On one thread the CPU time of the worker is a load-independent figure.
+                if let (1, Some(c)) = (threads, cpu) {
+                    r["cpu_seconds"] = json!(c);
+                    r["cpu_mvectors_per_s"] = json!(a.rows as f64 / c / 1e6);
+                }
+                results.push(r);
             }
         }
     }
@@ -286,18 +308,22 @@ fn print_table(report: &Value) {
         }
     }
     println!(
-        "{:<24} {:<10} {:>7} {:>12} {:>9} {:>8}",
-        "arm", "op", "threads", "M vectors/s", "GB/s", "% bw"
+        "{:<24} {:<10} {:>7} {:>12} {:>9} {:>8} {:>14}",
+        "arm", "op", "threads", "M vectors/s", "GB/s", "% bw", "M vec/CPU-s"
     );
     for r in report["results"].as_array().into_iter().flatten() {
+        let cpu = r["cpu_mvectors_per_s"]
+            .as_f64()
+            .map_or_else(|| "—".to_string(), |v| format!("{v:.3}"));
         println!(
-            "{:<24} {:<10} {:>7} {:>12.3} {:>9.3} {:>7.1}%",
+            "{:<24} {:<10} {:>7} {:>12.3} {:>9.3} {:>7.1}% {:>14}",
             r["arm"].as_str().unwrap_or("?"),
             r["op"].as_str().unwrap_or("?"),
             r["threads"],
             r["mvectors_per_s"].as_f64().unwrap_or(0.0),
             r["gb_per_s"].as_f64().unwrap_or(0.0),
             100.0 * r["bandwidth_fraction"].as_f64().unwrap_or(0.0),
+            cpu,
         );
     }
 }
