@@ -56,7 +56,7 @@ pub fn status_of(
         attempt: None,
         lease_expires_at: None,
         lease_age_s: None,
-        cancel_requested: request.cancel.is_some(),
+        cancel_requested: request.has_valid_cancel(),
         expires_at: manifest.map(|m| m.expires_at.clone()),
         request_commit: request.request_commit.to_string(),
         tip: request.tip.to_string(),

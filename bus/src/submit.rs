@@ -121,7 +121,8 @@ pub fn cancel(
         if request.result.is_some() {
             return Ok(CancelOutcome::AlreadyFinished);
         }
-        if request.cancel.is_some() {
+        // Only a cancel the runner will honour counts; a forged one must not block ours.
+        if request.has_valid_cancel() {
             return Ok(CancelOutcome::AlreadyRequested);
         }
         let record = CancelRecord {

@@ -39,6 +39,27 @@ impl RequestOnBus {
     pub fn request_id(&self) -> Option<&str> {
         self.manifest.as_ref().ok().map(|m| m.request_id.as_str())
     }
+
+    /// A cancel counts only if the requester's own key signed it for this request; anything
+    /// else on the branch (pushed by whoever can push) is ignored.
+    pub fn has_valid_cancel(&self) -> bool {
+        let (Some(cancel), Ok(manifest)) = (&self.cancel, &self.manifest) else {
+            return false;
+        };
+        let (Ok(record), Some(signature)) = (&cancel.record, &cancel.signature) else {
+            return false;
+        };
+        let Ok(armored) = std::str::from_utf8(signature) else {
+            return false;
+        };
+        match crate::sig::verify(armored, crate::sig::CANCEL_NAMESPACE, &cancel.bytes) {
+            Ok(key) => {
+                crate::sig::fingerprint(&key) == manifest.requested_by
+                    && record.request_id == manifest.request_id
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The tip of a claim ref.

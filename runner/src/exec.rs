@@ -289,17 +289,27 @@ mod tests {
         }
         assert!(!alive(child), "orphan {child} survived");
         assert!(!s.pid_file.exists(), "pid file left behind");
-        assert_eq!(std::fs::read_to_string(&s.stdout_path).unwrap(), "started\n");
+        assert_eq!(
+            std::fs::read_to_string(&s.stdout_path).unwrap(),
+            "started\n"
+        );
     }
 
     #[test]
     fn exit_codes_cancel_and_the_environment_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let s = spec(dir.path(), &["sh", "-c", "echo $PATH:$HOME; exit 7"], 10_000);
+        let s = spec(
+            dir.path(),
+            &["sh", "-c", "echo $PATH:$HOME; exit 7"],
+            10_000,
+        );
         let out = run(&s, || Tick::Continue).unwrap();
         assert_eq!(out.ending, Ending::Exited(7));
         // Scrubbed: HOME is not inherited.
-        assert_eq!(std::fs::read_to_string(&s.stdout_path).unwrap(), "/usr/bin:/bin:\n");
+        assert_eq!(
+            std::fs::read_to_string(&s.stdout_path).unwrap(),
+            "/usr/bin:/bin:\n"
+        );
         let s = spec(dir.path(), &["sleep", "30"], 10_000);
         let out = run(&s, || Tick::Cancel).unwrap();
         assert_eq!(out.ending, Ending::Cancelled);

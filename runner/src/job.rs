@@ -329,5 +329,5 @@ fn cancel_requested(runner: &Runner, branch: &str) -> bool {
     if runner.bus.fetch(&[branch.to_string()]).is_err() {
         return false;
     }
-    matches!(view::read_request(&runner.bus, branch), Ok(Some(req)) if req.cancel.is_some() && publish::cancel_is_valid(&req))
+    matches!(view::read_request(&runner.bus, branch), Ok(Some(req)) if req.has_valid_cancel())
 }

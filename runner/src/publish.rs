@@ -238,23 +238,3 @@ fn getrandom_fill(buf: &mut [u8]) -> bool {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, buf))
         .is_ok()
 }
-
-/// A cancel counts only if the requester's own key signed it for this request.
-pub fn cancel_is_valid(req: &RequestOnBus) -> bool {
-    let (Some(cancel), Ok(manifest)) = (&req.cancel, &req.manifest) else {
-        return false;
-    };
-    let (Ok(record), Some(signature)) = (&cancel.record, &cancel.signature) else {
-        return false;
-    };
-    let Ok(armored) = std::str::from_utf8(signature) else {
-        return false;
-    };
-    match sig::verify(armored, sig::CANCEL_NAMESPACE, &cancel.bytes) {
-        Ok(key) => {
-            sig::fingerprint(&key) == manifest.requested_by
-                && record.request_id == manifest.request_id
-        }
-        Err(_) => false,
-    }
-}

@@ -316,7 +316,7 @@ impl Runner {
             publish::refusal(self, &req, ResultState::Failed, &reason, Some(&handle))?;
             return Ok(Handled::Refused(reason));
         }
-        if req.cancel.is_some() && publish::cancel_is_valid(&req) {
+        if req.has_valid_cancel() {
             publish::refusal(
                 self,
                 &req,

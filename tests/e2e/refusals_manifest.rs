@@ -231,13 +231,9 @@ fn bytes_that_are_not_a_manifest_are_refused() {
     expect_refusals(&w, "sleep", &cases);
 }
 
-/// PRODUCT BUG (bus/src/view.rs, `read_request`): a request.json over the 64 KiB cap is
-/// read as *empty* bytes (`Err(GitError::TooLarge { .. }) => Ok(Some(Vec::new()))`), so the
-/// signature is then checked over nothing and the recorded reason is the misleading
-/// `bad_signature: ... the signed bytes were modified or the signature is corrupt` instead
-/// of saying the manifest is too large. The request is still refused and nothing runs.
+/// A request.json over the 64 KiB cap is refused as too large without being read (it once
+/// was read as empty bytes and refused with a misleading `bad_signature`).
 #[test]
-#[ignore = "product bug: oversized manifest refused as bad_signature (bus/src/view.rs read_request)"]
 fn oversized_manifest_is_refused_as_too_large() {
     let w = World::new();
     let draft = w

@@ -181,9 +181,14 @@ impl Bus {
         let keep: std::collections::BTreeSet<String> =
             present.iter().map(|r| local_name(r)).collect();
         let mut removed = 0;
-        for reference in self.repo.references_glob(&format!("{}*", local_name(prefix)))? {
+        for reference in self
+            .repo
+            .references_glob(&format!("{}*", local_name(prefix)))?
+        {
             let mut reference = reference?;
-            let Ok(name) = reference.name().map(str::to_string) else { continue };
+            let Ok(name) = reference.name().map(str::to_string) else {
+                continue;
+            };
             if !keep.contains(&name) {
                 reference.delete()?;
                 removed += 1;
