@@ -56,7 +56,7 @@ fn mixing(s: &[u32]) -> u32 {
     h % 50
 }
 fn mostly_right(s: &[u32]) -> u32 {
-    if s.len() % 5 == 0 {
+    if s.len().is_multiple_of(5) {
         49 - successor(s)
     } else {
         successor(s)

@@ -21,7 +21,10 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
     let tokens = match report.get("tokens").and_then(Value::as_array) {
         Some(t) if t.iter().all(|x| x.as_u64().is_some()) => t.len() as f64,
         _ => {
-            out.push(Violation::new("SCHEMA", "`tokens` must be an array of token ids"));
+            out.push(Violation::new(
+                "SCHEMA",
+                "`tokens` must be an array of token ids",
+            ));
             return;
         }
     };
@@ -31,7 +34,10 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
     if let Some(max) = number(report, "max_new_tokens", out)
         && tokens > max
     {
-        out.push(Violation::new("INCONSISTENT", format!("{tokens} tokens exceed max_new_tokens {max}")));
+        out.push(Violation::new(
+            "INCONSISTENT",
+            format!("{tokens} tokens exceed max_new_tokens {max}"),
+        ));
     }
     if lookup(report, "timings_s").is_none() {
         out.push(Violation::new("MISSING_TIMINGS", "`timings_s` is missing"));
@@ -45,12 +51,21 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
     let tps = number(report, "tokens_per_s", out);
     if let (Some(p), Some(d), Some(t), Some(tps)) = (p, d, t, tps) {
         if p < 0.0 || d < 0.0 || !close(p + d, t) {
-            out.push(Violation::new("TIMINGS_INCONSISTENT", format!("prefill {p} + decode {d} is not total {t}")));
+            out.push(Violation::new(
+                "TIMINGS_INCONSISTENT",
+                format!("prefill {p} + decode {d} is not total {t}"),
+            ));
         }
         if tokens > 0.0 && t <= 0.0 {
-            out.push(Violation::new("NOT_MEASURED", "tokens were produced in zero seconds"));
+            out.push(Violation::new(
+                "NOT_MEASURED",
+                "tokens were produced in zero seconds",
+            ));
         } else if t > 0.0 && !close(tps, tokens / t) {
-            out.push(Violation::new("INCONSISTENT", format!("tokens_per_s {tps} is not {tokens}/{t}")));
+            out.push(Violation::new(
+                "INCONSISTENT",
+                format!("tokens_per_s {tps} is not {tokens}/{t}"),
+            ));
         }
     }
 }

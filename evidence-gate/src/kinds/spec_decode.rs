@@ -48,18 +48,27 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
     if samples.len() < MIN_SAMPLES {
         out.push(Violation::new(
             "SAMPLES",
-            format!("{} samples; at least {MIN_SAMPLES} are needed", samples.len()),
+            format!(
+                "{} samples; at least {MIN_SAMPLES} are needed",
+                samples.len()
+            ),
         ));
     }
     let block_size = lookup(report, "config.block_size").and_then(Value::as_u64);
     if block_size.is_none_or(|b| b == 0) {
-        out.push(Violation::new("SCHEMA", "`config.block_size` must be a positive integer"));
+        out.push(Violation::new(
+            "SCHEMA",
+            "`config.block_size` must be a positive integer",
+        ));
     }
     let mut t = Totals::default();
     let mut all_lossless = true;
     for (i, s) in samples.iter().enumerate() {
         let Value::Object(s) = s else {
-            out.push(Violation::new("SCHEMA", format!("samples[{i}] is not an object")));
+            out.push(Violation::new(
+                "SCHEMA",
+                format!("samples[{i}] is not an object"),
+            ));
             continue;
         };
         all_lossless &= check_sample(i, s, block_size.unwrap_or(u64::MAX), &mut t, out);
@@ -68,7 +77,13 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
 }
 
 /// Returns whether the sample is lossless.
-fn check_sample(i: usize, s: &Map<String, Value>, block_size: u64, t: &mut Totals, out: &mut Vec<Violation>) -> bool {
+fn check_sample(
+    i: usize,
+    s: &Map<String, Value>,
+    block_size: u64,
+    t: &mut Totals,
+    out: &mut Vec<Violation>,
+) -> bool {
     let (Some(tokens), Some(ar)) = (ids(s.get("tokens")), ids(s.get("ar_tokens"))) else {
         out.push(Violation::new(
             "SCHEMA",
@@ -78,7 +93,11 @@ fn check_sample(i: usize, s: &Map<String, Value>, block_size: u64, t: &mut Total
     };
     let lossless = tokens == ar;
     if !lossless {
-        let at = tokens.iter().zip(&ar).position(|(a, b)| a != b).unwrap_or(tokens.len().min(ar.len()));
+        let at = tokens
+            .iter()
+            .zip(&ar)
+            .position(|(a, b)| a != b)
+            .unwrap_or(tokens.len().min(ar.len()));
         out.push(Violation::new(
             "LOSSY",
             format!("samples[{i}]: speculative tokens differ from the plain decode at index {at}"),
@@ -87,44 +106,71 @@ fn check_sample(i: usize, s: &Map<String, Value>, block_size: u64, t: &mut Total
     let timing = |path: &str, out: &mut Vec<Violation>| -> Option<f64> {
         match lookup(s, path) {
             None => {
-                out.push(Violation::new("MISSING_TIMINGS", format!("samples[{i}].{path} is missing")));
+                out.push(Violation::new(
+                    "MISSING_TIMINGS",
+                    format!("samples[{i}].{path} is missing"),
+                ));
                 None
             }
             Some(_) => number(s, path, out).filter(|x| {
                 let ok = *x >= 0.0;
                 if !ok {
-                    out.push(Violation::new("NOT_MEASURED", format!("samples[{i}].{path} is negative")));
+                    out.push(Violation::new(
+                        "NOT_MEASURED",
+                        format!("samples[{i}].{path} is negative"),
+                    ));
                 }
                 ok
             }),
         }
     };
-    let parts: Vec<Option<f64>> = ["timings_s.prefill", "timings_s.draft", "timings_s.verify", "timings_s.total"]
-        .iter()
-        .map(|p| timing(p, out))
-        .collect();
-    let ar_parts: Vec<Option<f64>> = ["ar_timings_s.prefill", "ar_timings_s.decode", "ar_timings_s.total"]
-        .iter()
-        .map(|p| timing(p, out))
-        .collect();
+    let parts: Vec<Option<f64>> = [
+        "timings_s.prefill",
+        "timings_s.draft",
+        "timings_s.verify",
+        "timings_s.total",
+    ]
+    .iter()
+    .map(|p| timing(p, out))
+    .collect();
+    let ar_parts: Vec<Option<f64>> = [
+        "ar_timings_s.prefill",
+        "ar_timings_s.decode",
+        "ar_timings_s.total",
+    ]
+    .iter()
+    .map(|p| timing(p, out))
+    .collect();
     if let [Some(p), Some(d), Some(v), Some(total)] = parts[..] {
         if total <= 0.0 {
-            out.push(Violation::new("NOT_MEASURED", format!("samples[{i}]: speculative total time is 0")));
+            out.push(Violation::new(
+                "NOT_MEASURED",
+                format!("samples[{i}]: speculative total time is 0"),
+            ));
         } else if p + d + v > total * (1.0 + 1e-6) + 1e-9 {
             out.push(Violation::new(
                 "TIMINGS_INCONSISTENT",
-                format!("samples[{i}]: prefill+draft+verify {} exceeds total {total}", p + d + v),
+                format!(
+                    "samples[{i}]: prefill+draft+verify {} exceeds total {total}",
+                    p + d + v
+                ),
             ));
         }
         t.spec_s += total;
     }
     if let [Some(p), Some(d), Some(total)] = ar_parts[..] {
         if total <= 0.0 {
-            out.push(Violation::new("NOT_MEASURED", format!("samples[{i}]: AR total time is 0")));
+            out.push(Violation::new(
+                "NOT_MEASURED",
+                format!("samples[{i}]: AR total time is 0"),
+            ));
         } else if !close(p + d, total) {
             out.push(Violation::new(
                 "TIMINGS_INCONSISTENT",
-                format!("samples[{i}]: AR prefill+decode {} is not the total {total}", p + d),
+                format!(
+                    "samples[{i}]: AR prefill+decode {} is not the total {total}",
+                    p + d
+                ),
             ));
         }
         t.ar_s += total;
@@ -140,19 +186,29 @@ fn check_sample(i: usize, s: &Map<String, Value>, block_size: u64, t: &mut Total
     if sum != tokens.len() as u64 {
         out.push(Violation::new(
             "ACCEPT_MISMATCH",
-            format!("samples[{i}]: accepted lengths add up to {sum}, but {} tokens were produced", tokens.len()),
+            format!(
+                "samples[{i}]: accepted lengths add up to {sum}, but {} tokens were produced",
+                tokens.len()
+            ),
         ));
     }
-    if acc.len() != lens.len() || s.get("blocks").and_then(Value::as_u64) != Some(acc.len() as u64) {
+    if acc.len() != lens.len() || s.get("blocks").and_then(Value::as_u64) != Some(acc.len() as u64)
+    {
         out.push(Violation::new(
             "ACCEPT_MISMATCH",
             format!("samples[{i}]: `blocks`, `accepted_lens` and `block_lens` disagree on the block count"),
         ));
     }
-    if acc.iter().zip(&lens).any(|(a, l)| *a < 1 || a > l || *l > block_size) {
+    if acc
+        .iter()
+        .zip(&lens)
+        .any(|(a, l)| *a < 1 || a > l || *l > block_size)
+    {
         out.push(Violation::new(
             "ACCEPT_MISMATCH",
-            format!("samples[{i}]: an accepted length is outside 1..=L or L exceeds the block size"),
+            format!(
+                "samples[{i}]: an accepted length is outside 1..=L or L exceeds the block size"
+            ),
         ));
     }
     t.tokens += tokens.len() as f64;
@@ -162,7 +218,12 @@ fn check_sample(i: usize, s: &Map<String, Value>, block_size: u64, t: &mut Total
     lossless
 }
 
-fn check_summary(report: &Map<String, Value>, t: &Totals, all_lossless: bool, out: &mut Vec<Violation>) {
+fn check_summary(
+    report: &Map<String, Value>,
+    t: &Totals,
+    all_lossless: bool,
+    out: &mut Vec<Violation>,
+) {
     match lookup(report, "summary.lossless") {
         Some(Value::Bool(true)) if all_lossless => {}
         Some(Value::Bool(true)) => out.push(Violation::new(
@@ -170,7 +231,10 @@ fn check_summary(report: &Map<String, Value>, t: &Totals, all_lossless: bool, ou
             "summary.lossless is true but a sample's tokens differ from its plain decode",
         )),
         Some(Value::Bool(false)) => out.push(Violation::new("LOSSY", "summary.lossless is false")),
-        _ => out.push(Violation::new("SCHEMA", "`summary.lossless` must be a boolean")),
+        _ => out.push(Violation::new(
+            "SCHEMA",
+            "`summary.lossless` must be a boolean",
+        )),
     }
     if t.tokens <= 0.0 {
         out.push(Violation::new("NO_TOKENS", "no sample produced any token"));
