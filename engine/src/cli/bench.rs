@@ -238,7 +238,7 @@ fn spec(a: SpecArgs) -> anyhow::Result<()> {
             let s = summary(&samples);
             let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
             println!(
-                "{aim:>6.2} {noise:>6.2} {:>6.3} {l:>5} {:>8.3} {:>9.1} {:>9.1} {:>8.3} {:>8}",
+                "{aim:>6.2} {noise:>6.3} {:>6.3} {l:>5} {:>8.3} {:>9.1} {:>9.1} {:>8.3} {:>8}",
                 f("acceptance_rate"),
                 f("mean_accept_len"),
                 f("tokens_per_s"),
