@@ -134,3 +134,30 @@ fn char_level() -> Result<Tokenizer, ModelError> {
     .map_err(err)?;
     Ok(tok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(vocab: usize, text: &str) -> (usize, String) {
+        let tok = build(vocab).unwrap();
+        assert!(tok.get_vocab_size(true) <= vocab);
+        let enc = tok.encode(text, true).unwrap();
+        assert!(enc.get_ids().iter().all(|&i| (i as usize) < vocab));
+        (
+            enc.get_ids().len(),
+            tok.decode(enc.get_ids(), true).unwrap(),
+        )
+    }
+
+    #[test]
+    fn byte_level_and_char_level_round_trip() {
+        let text = "the cache stores the next word.\nfn step_3(x: u32) -> u32 { x }";
+        let (n, back) = roundtrip(400, text);
+        assert_eq!(back, text);
+        assert!(n < text.len(), "BPE merges should shorten the encoding");
+        assert_eq!(roundtrip(258, "héllo ✓").1, "héllo ✓");
+        assert_eq!(roundtrip(128, text).1, text);
+        assert!(build(MIN_VOCAB - 1).is_err());
+    }
+}
