@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, qwen3};
+use candle_transformers::models::{llama, qwen2, qwen3};
 use kakeya_engine::model::{Arch, CausalLm, KernelChoice, KvChannel, LoadOptions, Logits};
 
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -123,6 +123,44 @@ fn qwen3_matches_stock() {
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         let d = max_rel_diff(a, b);
         assert!(d < 1e-4, "qwen3 step {i}: max relative diff {d}");
+    }
+}
+
+#[test]
+fn qwen2_with_biases_matches_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write(dir.path(), "qwen2", &common::spec(Arch::Qwen2, 14));
+    let ours = ours_steps(&common::load(&path), &PROMPT, &STEPS);
+    let cfg: qwen2::Config =
+        serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap()).unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[path.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+    }
+    .unwrap();
+    let mut stock = qwen2::ModelForCausalLM::new(&cfg, vb).unwrap();
+    let mut pos = 0;
+    let mut feed = |ids: &[u32]| {
+        let out: Vec<f32> = stock
+            .forward(&input(ids), pos)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        pos += ids.len();
+        out
+    };
+    let mut theirs = vec![feed(&PROMPT)];
+    for t in STEPS {
+        theirs.push(feed(&[t]));
+    }
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let d = max_rel_diff(a, b);
+        assert!(d < 1e-4, "qwen2 step {i}: max relative diff {d}");
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ArchArg {
     Llama,
+    Qwen2,
     Qwen3,
 }
 
@@ -76,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let arch = match args.arch {
         ArchArg::Llama => Arch::Llama,
+        ArchArg::Qwen2 => Arch::Qwen2,
         ArchArg::Qwen3 => Arch::Qwen3,
     };
     let mut spec = TinySpec::new(arch, args.seed);

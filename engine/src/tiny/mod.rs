@@ -27,7 +27,7 @@ pub struct TinySpec {
     pub vocab: usize,
     pub intermediate: usize,
     pub seed: u64,
-    /// Tied embeddings (default: Qwen3 tied, Llama untied, so both paths get exercised).
+    /// Tied embeddings (default: Qwen tied, Llama untied, so both paths get exercised).
     pub tie: bool,
     pub max_positions: usize,
 }
@@ -45,7 +45,7 @@ impl TinySpec {
             vocab: 384,
             intermediate: 0,
             seed,
-            tie: arch == Arch::Qwen3,
+            tie: arch != Arch::Llama,
             max_positions: 4096,
         };
         s.fill_defaults();
@@ -137,7 +137,8 @@ fn config_json(s: &TinySpec, head_dim: usize) -> serde_json::Value {
         "attention_bias": false,
         "mlp_bias": false,
         "use_sliding_window": false,
-        "sliding_window": null,
+        // Qwen2's stock config wants a number here; the window is off either way.
+        "sliding_window": if s.arch == Arch::Qwen2 { json!(s.max_positions) } else { json!(null) },
         "max_window_layers": s.layers,
         "bos_token_id": tokenizer::BOS_ID,
         "eos_token_id": tokenizer::EOS_ID,
@@ -159,6 +160,7 @@ pub fn write_tiny(spec: &TinySpec, out: &Path) -> Result<u64, ModelError> {
     let (h, i, v) = (spec.hidden, spec.intermediate, spec.vocab);
     let (qd, kvd) = (spec.heads * hd, spec.kv_heads * hd);
     let mut w: HashMap<String, Tensor> = HashMap::new();
+    let mut biases = Vec::new();
     let mut lin = |rng: &mut Rng, name: String, o: usize, n: usize| -> Result<(), ModelError> {
         w.insert(
             name,
@@ -173,6 +175,13 @@ pub fn write_tiny(spec: &TinySpec, out: &Path) -> Result<u64, ModelError> {
         lin(&mut rng, format!("{p}.self_attn.k_proj.weight"), kvd, h)?;
         lin(&mut rng, format!("{p}.self_attn.v_proj.weight"), kvd, h)?;
         lin(&mut rng, format!("{p}.self_attn.o_proj.weight"), h, qd)?;
+        if spec.arch == Arch::Qwen2 {
+            // Qwen2 always has q/k/v biases.
+            for (name, n) in [("q_proj", qd), ("k_proj", kvd), ("v_proj", kvd)] {
+                let b = tensor(rng.normal(n, 0.1), &[n])?;
+                biases.push((format!("{p}.self_attn.{name}.bias"), b));
+            }
+        }
         lin(&mut rng, format!("{p}.mlp.gate_proj.weight"), i, h)?;
         lin(&mut rng, format!("{p}.mlp.up_proj.weight"), i, h)?;
         lin(&mut rng, format!("{p}.mlp.down_proj.weight"), h, i)?;
@@ -180,6 +189,7 @@ pub fn write_tiny(spec: &TinySpec, out: &Path) -> Result<u64, ModelError> {
     if !spec.tie {
         lin(&mut rng, "lm_head.weight".into(), v, h)?;
     }
+    w.extend(biases);
     // Norm weights near 1 but not equal to it, so a misapplied norm shows up in tests.
     let mut norm = |rng: &mut Rng, name: String, n: usize| -> Result<(), ModelError> {
         let data = rng.normal(n, 0.1).into_iter().map(|x| 1.0 + x).collect();
