@@ -6,14 +6,18 @@
 //! BLAS-style kernels the block and the single-token forward accumulate in different orders,
 //! the logits differ in the last bits, and a near-tie argmax can flip — spec decoding would
 //! then be "lossless up to rounding". Here every output element is a dot product computed in
-//! one fixed order (16 independent lanes, then a fixed tree), whatever the number of rows, and
+//! one fixed order (64 independent lanes, then a fixed tree), whatever the number of rows, and
 //! attention for a query at position p reads exactly keys 0..=p. A block forward is therefore
 //! bit-identical to L single steps, and so is everything downstream, including the codec's
 //! rounding decisions in a compressed cache.
 
 use rayon::prelude::*;
 
-const LANES: usize = 16;
+/// Independent partial sums per dot product: four AVX-512 registers, so the adds are not one
+/// latency-bound chain and a single-row (decode) matmul streams weights at memory speed.
+const LANES: usize = 64;
+/// Input rows per register tile in multi-row matmuls (2 × 4 accumulator registers).
+const TILE: usize = 2;
 
 /// Dot product in a fixed order: lane-wise partial sums, then a fixed reduction tree. The
 /// lanes are independent, so vectorisation (any width) never changes the result.
@@ -47,37 +51,29 @@ fn reduce(mut acc: [f32; LANES]) -> f32 {
     acc[0]
 }
 
-/// Four dot products against one weight row, sharing its loads (register blocking). Each
-/// of the four follows exactly [`dot`]'s order, so results equal four `dot` calls.
+/// `TILE` dot products against one weight row, sharing its loads (register blocking). Each
+/// follows exactly [`dot`]'s order, so results equal `TILE` separate `dot` calls.
 #[inline(always)]
-fn dot4(x: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
-    let mut acc = [[0.0f32; LANES]; 4];
-    let rows = w
-        .chunks_exact(LANES)
-        .zip(x[0].chunks_exact(LANES))
-        .zip(x[1].chunks_exact(LANES))
-        .zip(x[2].chunks_exact(LANES))
-        .zip(x[3].chunks_exact(LANES));
-    for ((((wc, a), b), c), d) in rows {
-        for l in 0..LANES {
-            acc[0][l] += a[l] * wc[l];
-            acc[1][l] += b[l] * wc[l];
-            acc[2][l] += c[l] * wc[l];
-            acc[3][l] += d[l] * wc[l];
+fn dot_tile(x: [&[f32]; TILE], w: &[f32]) -> [f32; TILE] {
+    let mut acc = [[0.0f32; LANES]; TILE];
+    let full = w.len() - w.len() % LANES;
+    for c in (0..full).step_by(LANES) {
+        let wc = &w[c..c + LANES];
+        for (r, xr) in x.iter().enumerate() {
+            let xc = &xr[c..c + LANES];
+            for l in 0..LANES {
+                acc[r][l] += xc[l] * wc[l];
+            }
         }
     }
-    let tail = w.len() - w.len() % LANES;
+    let mut out = [0.0f32; TILE];
     for (r, xr) in x.iter().enumerate() {
-        for (l, (a, b)) in xr[tail..].iter().zip(&w[tail..]).enumerate() {
+        for (l, (a, b)) in xr[full..].iter().zip(&w[full..]).enumerate() {
             acc[r][l] += a * b;
         }
+        out[r] = reduce(acc[r]);
     }
-    [
-        reduce(acc[0]),
-        reduce(acc[1]),
-        reduce(acc[2]),
-        reduce(acc[3]),
-    ]
+    out
 }
 
 /// `out_t[j][i] = x[i]·w[j]` for the rows of one weight chunk: tiles of four x rows stay in
@@ -85,17 +81,12 @@ fn dot4(x: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
 #[inline(always)]
 fn chunk_body(x: &[f32], m: usize, k: usize, w: &[f32], out_t: &mut [f32]) {
     let mut i = 0;
-    while i + 4 <= m {
-        let xs = [
-            &x[i * k..(i + 1) * k],
-            &x[(i + 1) * k..(i + 2) * k],
-            &x[(i + 2) * k..(i + 3) * k],
-            &x[(i + 3) * k..(i + 4) * k],
-        ];
+    while i + TILE <= m {
+        let xs: [&[f32]; TILE] = std::array::from_fn(|r| &x[(i + r) * k..(i + r + 1) * k]);
         for (wrow, o) in w.chunks_exact(k).zip(out_t.chunks_exact_mut(m)) {
-            o[i..i + 4].copy_from_slice(&dot4(xs, wrow));
+            o[i..i + TILE].copy_from_slice(&dot_tile(xs, wrow));
         }
-        i += 4;
+        i += TILE;
     }
     for r in i..m {
         let xr = &x[r * k..(r + 1) * k];
