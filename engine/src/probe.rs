@@ -31,12 +31,16 @@ pub fn probe() -> (Value, String) {
     let best = ["metal", "cuda", "cpu"]
         .into_iter()
         .find(|name| {
-            devices.iter().any(|d| {
-                d["name"] == *name && d["available"] == true && d["check_passed"] == true
-            })
+            devices
+                .iter()
+                .any(|d| d["name"] == *name && d["available"] == true && d["check_passed"] == true)
         })
         .unwrap_or("cpu");
-    let device_label = if best == "cpu" { "cpu".to_string() } else { format!("{best}:0") };
+    let device_label = if best == "cpu" {
+        "cpu".to_string()
+    } else {
+        format!("{best}:0")
+    };
     let body = json!({
         "devices": devices,
         "compiled_features": {"metal": METAL_COMPILED, "cuda": CUDA_COMPILED},
@@ -110,7 +114,17 @@ fn cpu_features() -> Vec<&'static str> {
         macro_rules! probe {
             ($($f:tt),*) => {$(if std::arch::is_x86_feature_detected!($f) { found.push($f); })*};
         }
-        probe!("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avx512bf16");
+        probe!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vnni",
+            "avx512bf16"
+        );
     }
     #[cfg(target_arch = "aarch64")]
     {

@@ -26,7 +26,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&finished)?);
     } else {
-        eprintln!("env-probe: best device {device}; report {}", args.out.display());
+        eprintln!(
+            "env-probe: best device {device}; report {}",
+            args.out.display()
+        );
     }
     Ok(())
 }

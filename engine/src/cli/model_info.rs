@@ -23,7 +23,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let config_path = dir.join("config.json");
     let config: Value = serde_json::from_slice(
-        &std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
+        &std::fs::read(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
     )
     .with_context(|| format!("parsing {}", config_path.display()))?;
     let mut params = Map::new();
@@ -60,7 +61,9 @@ fn sha256_file(path: &Path) -> anyhow::Result<(u64, String)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }

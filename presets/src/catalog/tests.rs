@@ -68,6 +68,8 @@ fn base_presets_render() {
             "sleep",
             "--ms",
             "250",
+            "--children",
+            "0",
             "--out",
             "/w/out/sleep.json"
         ]
