@@ -21,7 +21,10 @@ pub fn markdown(catalog: &Value) -> String {
          workload commit and need `workload: true` in the runner's policy.\n\n",
     );
     let presets = catalog["presets"].as_array().cloned().unwrap_or_default();
-    let _ = writeln!(out, "| preset | class | timeout | reports | needs runner env |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| preset | class | timeout | reports | needs runner env |\n|---|---|---|---|---|"
+    );
     for p in &presets {
         let _ = writeln!(
             out,
@@ -35,7 +38,11 @@ pub fn markdown(catalog: &Value) -> String {
     }
     for p in &presets {
         let name = p["name"].as_str().unwrap_or("?");
-        let _ = writeln!(out, "\n## {name}\n\n{}\n", p["description"].as_str().unwrap_or(""));
+        let _ = writeln!(
+            out,
+            "\n## {name}\n\n{}\n",
+            p["description"].as_str().unwrap_or("")
+        );
         let argv: Vec<&str> = p["argv"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -44,14 +51,21 @@ pub fn markdown(catalog: &Value) -> String {
         let _ = writeln!(out, "- argv: `{}`", argv.join(" "));
         let _ = writeln!(out, "- timeout: {} s", p["timeout_seconds"]);
         let _ = writeln!(out, "- runner labels needed: {}", list(&p["labels"]));
-        let _ = writeln!(out, "- reports checked by the evidence gate: {}", list(&p["reports"]));
+        let _ = writeln!(
+            out,
+            "- reports checked by the evidence gate: {}",
+            list(&p["reports"])
+        );
         let _ = writeln!(out, "- digest: `{}`", p["digest"].as_str().unwrap_or("?"));
         let params = p["params"].as_object().cloned().unwrap_or_default();
         if params.is_empty() {
             let _ = writeln!(out, "\nNo parameters.");
             continue;
         }
-        let _ = writeln!(out, "\n| param | type | default | allowed | description |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n| param | type | default | allowed | description |\n|---|---|---|---|---|"
+        );
         for (pname, spec) in &params {
             let allowed = match spec["type"].as_str() {
                 Some("int") | Some("float") => format!("{} … {}", spec["min"], spec["max"]),
@@ -72,7 +86,10 @@ pub fn markdown(catalog: &Value) -> String {
                 out,
                 "| `{pname}` | {} | {default} | {allowed} | {} |",
                 spec["type"].as_str().unwrap_or("?"),
-                spec["description"].as_str().unwrap_or("").replace('|', "\\|"),
+                spec["description"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace('|', "\\|"),
             );
         }
     }
