@@ -77,6 +77,13 @@ fn runner_posts_pending_then_success_on_the_request_commit() {
             .unwrap()
             .contains("PASS")
     );
+    assert!(
+        posted.iter().all(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.contains("stub-token"))),
+        "the token from token_env is sent"
+    );
 
     // Without the token nothing is sent, and the job still runs.
     let manifest = submit::build_manifest(&spec, &requester, clock::now()).unwrap();
