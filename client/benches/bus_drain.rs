@@ -17,12 +17,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/synthetic.rs"]
 mod synthetic;
+
+use common::{Stopped, binaries_dir, env_or, quantile};
 
 fn main() {
     let n: usize = env_or("BENCH_N", 200);
@@ -87,7 +91,7 @@ fn main() {
     }
     let pushes_before_runners = push_count(&bus);
     for (_, config) in &work_dirs {
-        children.push(Kill(
+        children.push(Stopped(
             Command::new(bin.join("macbridge-runner"))
                 .args(["serve", "--config"])
                 .arg(config)
@@ -396,49 +400,7 @@ fn set_exec(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755));
 }
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        // SAFETY: SIGTERM to our own child runner; it shuts down between polls.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn binaries_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    for name in ["macbridge", "macbridge-runner", "kakeya"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{} missing: run `cargo build --release --workspace` first",
-            dir.join(name).display()
-        );
-    }
-    dir
-}
-
 /// (p50, p95)
 fn stats(values: &[f64]) -> (f64, f64) {
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (pick(0.5), pick(0.95))
+    (quantile(values, 0.5), quantile(values, 0.95))
 }

@@ -7,7 +7,11 @@
 //! BENCH_PRESET (default env-probe), BENCH_OUT (JSON path, default target/bench/bus_latency.json).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+#[path = "support/common.rs"]
+mod common;
+use common::{Stopped, binaries_dir, env_or, quantile};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -53,7 +57,7 @@ fn main() {
         ),
     )
     .expect("config");
-    let _runner = Runner(
+    let _runner = Stopped(
         Command::new(bin.join("macbridge-runner"))
             .args(["serve", "--config"])
             .arg(&config)
@@ -137,39 +141,6 @@ fn main() {
     eprintln!("wrote {}", out.display());
 }
 
-struct Runner(Child);
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn binaries_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    for name in ["macbridge", "macbridge-runner", "kakeya"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{} missing: run `cargo build --release --workspace` first",
-            dir.join(name).display()
-        );
-    }
-    dir
-}
-
 fn tip(bus: &Path, reference: &str) -> Option<String> {
     let out = Command::new("git")
         .arg("--git-dir")
@@ -193,8 +164,10 @@ fn wait_for(t0: Instant, mut done: impl FnMut() -> bool) -> Duration {
 
 /// (median, p95, min, max)
 fn stats(values: &[f64]) -> (f64, f64, f64, f64) {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (pick(0.5), pick(0.95), v[0], v[v.len() - 1])
+    (
+        quantile(values, 0.5),
+        quantile(values, 0.95),
+        quantile(values, 0.0),
+        quantile(values, 1.0),
+    )
 }
