@@ -7,6 +7,7 @@
 //!                                          each; its existence is the replay ledger
 //! refs/mac-bridge/runners/<runner_id>      presence: labels and last-seen time of a runner
 //! refs/mac-bridge/archive                  finished requests moved off the live refs
+//! refs/mac-bridge/bus-id                   the bus's random id (a manifest's `audience`)
 //! ```
 
 /// Glob for every request branch.
@@ -15,6 +16,10 @@ pub const REQUEST_GLOB: &str = "refs/heads/mac-bridge/*";
 pub const RUNNER_PREFIX: &str = "refs/mac-bridge/runners/";
 /// Glob for every runner presence ref.
 pub const RUNNER_GLOB: &str = "refs/mac-bridge/runners/*";
+/// The bus's identity: a commit holding `bus.json` with a random id that manifests name as their
+/// audience, so a request signed for one bus is refused on another.
+pub const BUS_ID_REF: &str = "refs/mac-bridge/bus-id";
+pub const BUS_JSON: &str = "bus.json";
 /// The archive of finished requests: one commit chain, one folder per request.
 pub const ARCHIVE_REF: &str = "refs/mac-bridge/archive";
 pub const RUNNER_JSON: &str = "runner.json";

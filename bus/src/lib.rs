@@ -7,6 +7,7 @@
 //! protocol itself is specified in `docs/PROTOCOL.md`.
 
 pub mod archive;
+pub mod busid;
 pub mod clock;
 pub mod doctor;
 pub mod git;

@@ -48,6 +48,10 @@ pub struct Manifest {
     /// For workload presets: the commit whose tree the job runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// The id of the bus this request is for (`refs/mac-bridge/bus-id`); absent when the bus
+    /// had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 /// The code a workload preset runs against, pinned by commit id.
@@ -218,6 +222,14 @@ impl Manifest {
         {
             return Err(field("workload.commit", "must be a 40-hex-digit commit id"));
         }
+        if let Some(a) = &self.audience
+            && !is_hex(a, 32)
+        {
+            return Err(field(
+                "audience",
+                "must be a bus id: 32 lowercase hex digits",
+            ));
+        }
         Ok(())
     }
 }
@@ -288,6 +300,7 @@ mod tests {
             issued_at: "2026-11-21T10:00:00Z".into(),
             expires_at: "2026-11-21T11:00:00Z".into(),
             workload: None,
+            audience: None,
         }
         .seal()
     }
@@ -366,6 +379,7 @@ mod tests {
             ("expires_at", "2026-11-21T09:00:00Z".into()),
             ("expires_at", "2026-12-01T10:00:00Z".into()),
             ("workload", serde_json::json!({"commit": "HEAD"})),
+            ("audience", "bus-1".into()),
         ];
         for (field, value) in cases {
             let mut v = serde_json::to_value(sample()).unwrap();

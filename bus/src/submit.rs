@@ -38,6 +38,8 @@ pub struct RequestSpec<'a> {
     pub expires_in_secs: i64,
     /// A commit already present in the bus cache, for workload presets.
     pub workload: Option<Oid>,
+    /// The bus id to address the request to (see [`crate::busid`]).
+    pub audience: Option<String>,
 }
 
 /// Build the manifest for `spec`, signed-to-be by `key`, issued at `now`.
@@ -64,6 +66,7 @@ pub fn build_manifest(
         workload: spec.workload.map(|c| crate::manifest::Workload {
             commit: c.to_string(),
         }),
+        audience: spec.audience.clone(),
     }
     .seal())
 }

@@ -32,6 +32,7 @@ pub enum RefusalCode {
     SignerMismatch,
     InvalidManifest,
     Replay,
+    WrongAudience,
     Expired,
     NotYetValid,
     UnknownPreset,
@@ -52,6 +53,7 @@ impl RefusalCode {
             RefusalCode::SignerMismatch => "signer_mismatch",
             RefusalCode::InvalidManifest => "invalid_manifest",
             RefusalCode::Replay => "replay",
+            RefusalCode::WrongAudience => "wrong_audience",
             RefusalCode::Expired => "expired",
             RefusalCode::NotYetValid => "not_yet_valid",
             RefusalCode::UnknownPreset => "unknown_preset",
@@ -88,6 +90,8 @@ impl std::fmt::Display for Refusal {
 pub struct Trust {
     pub allowed_signers: AllowedSigners,
     pub policy: Policy,
+    /// This bus's id; a manifest addressed to another bus is refused.
+    pub bus_id: Option<String>,
 }
 
 /// A request that passed every check.
@@ -145,6 +149,17 @@ pub fn verify_request(
             RefusalCode::Replay,
             format!(
                 "this signed manifest belongs to {expected_branch}, not {branch_ref} (replayed onto another branch)"
+            ),
+        ));
+    }
+    if let Some(audience) = &manifest.audience
+        && trust.bus_id.as_deref() != Some(audience.as_str())
+    {
+        return Err(Refusal::new(
+            RefusalCode::WrongAudience,
+            format!(
+                "the request is addressed to bus {audience}, and this is bus {}",
+                trust.bus_id.as_deref().unwrap_or("(without an id)")
             ),
         ));
     }

@@ -459,8 +459,13 @@ fn init(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
     config.set_bool("receive.denyNonFastForwards", true)?;
     config.set_bool("core.logAllRefUpdates", false)?;
     let abs = std::fs::canonicalize(dir)?;
+    // Give the bus its id now, so every request made on it names its audience.
+    let (bus, lock) = common::open_bus(&abs.display().to_string())?;
+    let bus_id = lock
+        .with(|| macbridge_bus::busid::read_or_create(&bus))
+        .context("writing the bus id")?;
     if json {
-        common::print_json(&serde_json::json!({"bus": abs, "remote": abs}))?;
+        common::print_json(&serde_json::json!({"bus": abs, "remote": abs, "bus_id": bus_id}))?;
     } else {
         println!("{}", abs.display());
         eprintln!("bus ready: use --remote {}", abs.display());

@@ -97,12 +97,15 @@ pub fn submit_request(bus: &Bus, args: &RequestArgs<'_>) -> anyhow::Result<Submi
     };
     let key = sig::load_private_key(args.key)
         .map_err(|e| usage(format!("{}: {e}", args.key.display())))?;
+    // Address the request to this bus, so it cannot be replayed onto another one.
+    let audience = macbridge_bus::busid::read(bus).context("reading the bus id")?;
     let spec = RequestSpec {
         preset,
         params,
         labels: args.labels.to_vec(),
         expires_in_secs: args.expires_in,
         workload,
+        audience,
     };
     let manifest: Manifest = submit::build_manifest(&spec, &key, clock::now())?;
     // The same checks the runner makes, on the exact manifest about to be signed.

@@ -39,7 +39,7 @@ fn setup() -> Setup {
 
 fn branches(bus: &str) -> String {
     let out = Command::new("git")
-        .args(["--git-dir", bus, "for-each-ref", "refs/"])
+        .args(["--git-dir", bus, "for-each-ref", "refs/heads/"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()

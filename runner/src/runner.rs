@@ -64,6 +64,9 @@ impl Runner {
             labels: config.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
+        // The runner names the bus it serves; a bus without an id gets one now.
+        let bus_id = macbridge_bus::busid::read_or_create(&bus)
+            .with_context(|| format!("reading the bus id of {}", config.remote))?;
         let engine = config.engine_path();
         Ok(Runner {
             config,
@@ -72,6 +75,7 @@ impl Runner {
             trust: Trust {
                 allowed_signers,
                 policy,
+                bus_id,
             },
             engine,
             finished: Default::default(),

@@ -77,6 +77,7 @@ pub fn run(engine: Option<PathBuf>) -> anyhow::Result<SelfTest> {
         labels: vec![],
         expires_in_secs: 600,
         workload: None,
+        audience: None,
     };
     let good = submit::build_manifest(&spec, &requester, clock::now())?;
     let forged = submit::build_manifest(&spec, &stranger, clock::now())?;

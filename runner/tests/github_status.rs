@@ -47,6 +47,7 @@ fn runner_posts_pending_then_success_on_the_request_commit() {
         labels: vec![],
         expires_in_secs: 600,
         workload: None,
+        audience: None,
     };
     let manifest = submit::build_manifest(&spec, &requester, clock::now()).unwrap();
     let commit = submit::submit(&client, &manifest, &requester).unwrap();

@@ -34,6 +34,7 @@ pub fn add_finished(bus: &Path, scratch: &Path, requester_key: &str, count: usiz
             labels: vec![],
             expires_in_secs: 3600,
             workload: None,
+            audience: None,
         };
         let manifest = submit::build_manifest(&spec, &requester, clock::now()).expect("manifest");
         let bytes = manifest.to_bytes();
