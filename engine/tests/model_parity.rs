@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, qwen2, qwen3};
@@ -48,14 +50,10 @@ fn input(ids: &[u32]) -> Tensor {
 const PROMPT: [u32; 9] = [5, 17, 200, 33, 8, 1, 99, 250, 42];
 const STEPS: [u32; 4] = [7, 300, 12, 64];
 
-#[test]
-fn llama_matches_stock() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write(dir.path(), "llama", &common::spec(Arch::Llama, 11));
-    let ours = ours_steps(&common::load(&path), &PROMPT, &STEPS);
-    let cfg: llama::LlamaConfig =
-        serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap()).unwrap();
-    let cfg = cfg.into_config(false);
+/// The stock model's config and weights for a model directory we wrote.
+fn stock_parts<C: serde::de::DeserializeOwned>(path: &Path) -> (C, VarBuilder<'static>) {
+    let cfg = serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap()).unwrap();
+    // SAFETY: the file was just written by this test and is not modified while mapped.
     let vb = unsafe {
         VarBuilder::from_mmaped_safetensors(
             &[path.join("model.safetensors")],
@@ -64,12 +62,16 @@ fn llama_matches_stock() {
         )
     }
     .unwrap();
-    let stock = llama::Llama::load(vb, &cfg).unwrap();
-    let mut cache = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    (cfg, vb)
+}
+
+/// Feed the prompt, then each step, through a stock model's `forward(ids, pos)`.
+fn stock_steps(
+    mut forward: impl FnMut(&Tensor, usize) -> candle_core::Result<Tensor>,
+) -> Vec<Vec<f32>> {
     let mut pos = 0;
-    let mut feed = |ids: &[u32]| {
-        let out: Vec<f32> = stock
-            .forward(&input(ids), pos, &mut cache)
+    let mut feed = |ids: &[u32]| -> Vec<f32> {
+        let out = forward(&input(ids), pos)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -78,14 +80,32 @@ fn llama_matches_stock() {
         pos += ids.len();
         out
     };
-    let mut theirs = vec![feed(&PROMPT)];
+    let mut rows = vec![feed(&PROMPT)];
     for t in STEPS {
-        theirs.push(feed(&[t]));
+        rows.push(feed(&[t]));
     }
-    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+    rows
+}
+
+fn assert_matches(arch: &str, ours: &[Vec<f32>], theirs: &[Vec<f32>]) {
+    assert_eq!(ours.len(), theirs.len());
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
         let d = max_rel_diff(a, b);
-        assert!(d < 1e-4, "llama step {i}: max relative diff {d}");
+        assert!(d < 1e-4, "{arch} step {i}: max relative diff {d}");
     }
+}
+
+#[test]
+fn llama_matches_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write(dir.path(), "llama", &common::spec(Arch::Llama, 11));
+    let ours = ours_steps(&common::load(&path), &PROMPT, &STEPS);
+    let (cfg, vb) = stock_parts::<llama::LlamaConfig>(&path);
+    let cfg = cfg.into_config(false);
+    let stock = llama::Llama::load(vb, &cfg).unwrap();
+    let mut cache = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let theirs = stock_steps(|x, pos| stock.forward(x, pos, &mut cache));
+    assert_matches("llama", &ours, &theirs);
 }
 
 #[test]
@@ -93,37 +113,10 @@ fn qwen3_matches_stock() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::write(dir.path(), "qwen3", &common::spec(Arch::Qwen3, 12));
     let ours = ours_steps(&common::load(&path), &PROMPT, &STEPS);
-    let cfg: qwen3::Config =
-        serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap()).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(
-            &[path.join("model.safetensors")],
-            DType::F32,
-            &Device::Cpu,
-        )
-    }
-    .unwrap();
+    let (cfg, vb) = stock_parts::<qwen3::Config>(&path);
     let mut stock = qwen3::ModelForCausalLM::new(&cfg, vb).unwrap();
-    let mut pos = 0;
-    let mut feed = |ids: &[u32]| {
-        let out: Vec<f32> = stock
-            .forward(&input(ids), pos)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        pos += ids.len();
-        out
-    };
-    let mut theirs = vec![feed(&PROMPT)];
-    for t in STEPS {
-        theirs.push(feed(&[t]));
-    }
-    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        let d = max_rel_diff(a, b);
-        assert!(d < 1e-4, "qwen3 step {i}: max relative diff {d}");
-    }
+    let theirs = stock_steps(|x, pos| stock.forward(x, pos));
+    assert_matches("qwen3", &ours, &theirs);
 }
 
 #[test]
@@ -131,37 +124,10 @@ fn qwen2_with_biases_matches_stock() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::write(dir.path(), "qwen2", &common::spec(Arch::Qwen2, 14));
     let ours = ours_steps(&common::load(&path), &PROMPT, &STEPS);
-    let cfg: qwen2::Config =
-        serde_json::from_slice(&std::fs::read(path.join("config.json")).unwrap()).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(
-            &[path.join("model.safetensors")],
-            DType::F32,
-            &Device::Cpu,
-        )
-    }
-    .unwrap();
+    let (cfg, vb) = stock_parts::<qwen2::Config>(&path);
     let mut stock = qwen2::ModelForCausalLM::new(&cfg, vb).unwrap();
-    let mut pos = 0;
-    let mut feed = |ids: &[u32]| {
-        let out: Vec<f32> = stock
-            .forward(&input(ids), pos)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        pos += ids.len();
-        out
-    };
-    let mut theirs = vec![feed(&PROMPT)];
-    for t in STEPS {
-        theirs.push(feed(&[t]));
-    }
-    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        let d = max_rel_diff(a, b);
-        assert!(d < 1e-4, "qwen2 step {i}: max relative diff {d}");
-    }
+    let theirs = stock_steps(|x, pos| stock.forward(x, pos));
+    assert_matches("qwen2", &ours, &theirs);
 }
 
 #[test]
