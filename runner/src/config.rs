@@ -122,6 +122,13 @@ impl Config {
         ] {
             *p = absolutize(base, p);
         }
+        // A local-path remote is a path like the others; URLs and `host:path` stay as given.
+        if !config.remote.contains("://") && !config.remote.contains(':') {
+            let remote = Path::new(&config.remote);
+            if remote.is_relative() {
+                config.remote = base.join(remote).display().to_string();
+            }
+        }
         if let Some(p) = config.policy.as_mut() {
             *p = absolutize(base, p);
         }
@@ -225,5 +232,51 @@ fn absolutize(base: &Path, p: &Path) -> PathBuf {
         p.to_path_buf()
     } else {
         base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(remote: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runner.yaml");
+        std::fs::write(
+            &path,
+            format!("remote: {remote}\nrunner_id: r\nkey: k\nallowed_signers: a\nwork_dir: w\npoll_seconds: 0.5\n"),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        assert_eq!(config.key, base.join("k"));
+        assert_eq!(config.work_dir, base.join("w"));
+        assert_eq!(config.poll_seconds, 0.5);
+        config
+    }
+
+    #[test]
+    fn relative_paths_and_local_remotes_resolve_against_the_config_folder() {
+        let config = load("bus.git");
+        assert!(config.remote.ends_with("/bus.git") && config.remote.starts_with('/'));
+        assert_eq!(load("/srv/bus.git").remote, "/srv/bus.git");
+        assert_eq!(load("file:///srv/bus.git").remote, "file:///srv/bus.git");
+        assert_eq!(
+            load("git@github.com:acme/bus.git").remote,
+            "git@github.com:acme/bus.git"
+        );
+        assert_eq!(
+            load("https://example.com/bus.git").remote,
+            "https://example.com/bus.git"
+        );
+    }
+
+    #[test]
+    fn job_timeout_is_the_smaller_of_preset_and_cap() {
+        let mut config = load("bus.git");
+        assert_eq!(config.job_timeout(600).as_secs(), 600);
+        config.max_job_seconds = Some(2.5);
+        assert_eq!(config.job_timeout(600).as_secs_f64(), 2.5);
+        assert_eq!(config.job_timeout(1).as_secs(), 1);
     }
 }
