@@ -26,7 +26,7 @@ mod common;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-use common::{Stopped, binaries_dir, env_or, quantile};
+use common::{Client, Stopped, binaries_dir, env_or, quantile};
 
 fn main() {
     let n: usize = env_or("BENCH_N", 200);
@@ -43,19 +43,11 @@ fn main() {
     let bus = root.join("bus.git");
     let cache = root.join("cache");
     let macbridge = bin.join("macbridge");
-    let mb = |args: &[&str]| -> String {
-        let out = Command::new(&macbridge)
-            .args(args)
-            .env("MACBRIDGE_CACHE", &cache)
-            .output()
-            .expect("macbridge");
-        assert!(
-            out.status.success(),
-            "macbridge {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let client = Client {
+        bin: macbridge.clone(),
+        cache: cache.clone(),
     };
+    let mb = |args: &[&str]| client.run(args);
     let bus_s = bus.display().to_string();
     mb(&["init", "--bus", &bus_s]);
     let hook = bus.join("hooks").join("post-receive");

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 #[path = "support/common.rs"]
 mod common;
-use common::{Stopped, binaries_dir, env_or, quantile};
+use common::{Client, Stopped, binaries_dir, env_or, quantile};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -24,19 +24,11 @@ fn main() {
     let macbridge = bin.join("macbridge");
     let bus = root.join("bus.git");
     let cache = root.join("cache");
-    let run = |args: &[&str]| -> String {
-        let out = Command::new(&macbridge)
-            .args(args)
-            .env("MACBRIDGE_CACHE", &cache)
-            .output()
-            .expect("running macbridge");
-        assert!(
-            out.status.success(),
-            "macbridge {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let client = Client {
+        bin: macbridge.clone(),
+        cache: cache.clone(),
     };
+    let run = |args: &[&str]| client.run(args);
     let bus_s = bus.display().to_string();
     run(&["init", "--bus", &bus_s]);
     let requester = root.join("requester").display().to_string();

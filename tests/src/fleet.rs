@@ -357,15 +357,7 @@ impl Member {
 
     /// Names of the job folders under `work_dir/jobs/`, sorted.
     pub fn job_dirs(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.work_dir.join("jobs")) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        crate::gitx::sorted_entries(&self.work_dir.join("jobs"))
     }
 
     /// The main `sleep.json` of every job folder that has one: `(folder name, report)`.

@@ -280,3 +280,16 @@ pub fn lease_chain(repo: &Path, request_id: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Names of the entries of `dir`, sorted; empty when it does not exist.
+pub fn sorted_entries(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

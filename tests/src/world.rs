@@ -317,15 +317,7 @@ impl World {
 
     /// Names of the entries of `work_dir/jobs/` (job folders), sorted.
     pub fn job_dirs(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.work_dir.join("jobs")) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        crate::gitx::sorted_entries(&self.work_dir.join("jobs"))
     }
 
     /// Every file called `name` anywhere under `work_dir/jobs/`.

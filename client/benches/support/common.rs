@@ -2,7 +2,7 @@
 //! child process that is stopped when dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 
 /// A numeric knob from the environment, or its default.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -50,5 +50,28 @@ impl Drop for Stopped {
             libc::kill(self.0.id() as i32, libc::SIGTERM);
         }
         let _ = self.0.wait();
+    }
+}
+
+/// Runs the real `macbridge` client with its own cache, failing the benchmark on an error.
+pub struct Client {
+    pub bin: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Client {
+    /// stdout of `macbridge ARGS`.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env("MACBRIDGE_CACHE", &self.cache)
+            .output()
+            .expect("running macbridge");
+        assert!(
+            out.status.success(),
+            "macbridge {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
