@@ -30,4 +30,4 @@ OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 "$VENV/bin/python" "$ROOT/engine/benche
 uptime | tee -a "$OUT/load.txt"
 "$VENV/bin/python" "$ROOT/engine/benches/compare_codec_bench.py" "$OUT" | tee "$OUT/summary.md"
 "$VENV/bin/python" "$ROOT/engine/benches/numpy_codec.py" parity \
-  "$ROOT/engine/tests/data/kakeya_reference_vectors.json" | tail -1 || true
+  "$ROOT/codec/tests/data/kakeya_reference_vectors.json" | tail -1 || true

@@ -4,7 +4,9 @@
 //! (`kind`, `schema_version`, `provenance`), stating what it measured and on which device.
 
 pub mod bench;
-pub mod codec;
+/// The lattice codec, now its own crate (`kakeya-lattice`); re-exported so the engine's
+/// `crate::codec::...` paths stay valid.
+pub use kakeya_lattice as codec;
 pub mod device;
 pub mod eval;
 pub mod generate;

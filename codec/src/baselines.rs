@@ -8,11 +8,11 @@
 
 use half::f16;
 
-use super::CodecError;
-use super::batch::Quantizer;
-use super::bitio::{BitReader, BitWriter};
-use super::hadamard::{Rotation, Rotator};
-use super::pipeline::EPS;
+use crate::CodecError;
+use crate::batch::Quantizer;
+use crate::bitio::{BitReader, BitWriter};
+use crate::hadamard::{Rotation, Rotator};
+use crate::pipeline::EPS;
 
 fn truncated() -> CodecError {
     CodecError::Malformed {
@@ -135,7 +135,7 @@ impl Quantizer for Affine {
     }
 
     fn accounted_bits(&self) -> u64 {
-        super::bits::affine_bits(self.dim, self.bits, self.group)
+        crate::bits::affine_bits(self.dim, self.bits, self.group)
     }
 
     fn encode_chunk(
@@ -269,7 +269,7 @@ impl Quantizer for TurboQuant {
     }
 
     fn accounted_bits(&self) -> u64 {
-        super::bits::turboquant_bits(self.dim, self.bits)
+        crate::bits::turboquant_bits(self.dim, self.bits)
     }
 
     fn encode_chunk(
@@ -330,7 +330,7 @@ impl Quantizer for TurboQuant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::batch::{decode_with, encode_with};
+    use crate::batch::{decode_with, encode_with};
 
     fn data(dim: usize, rows: usize) -> Vec<f32> {
         (0..dim * rows)

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::{Codec, CodecError, batch};
+use crate::{Codec, CodecError, batch};
 
 fn terr(e: candle_core::Error) -> CodecError {
     CodecError::Tensor(e.to_string())
@@ -38,7 +38,7 @@ pub fn roundtrip_tensor(codec: &Codec, t: &Tensor) -> Result<Tensor, CodecError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Variant;
+    use crate::Variant;
 
     #[test]
     fn tensor_matches_rows() {

@@ -4,8 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::pack::Packer;
-use super::{Codec, CodecError, Side};
+use crate::pack::Packer;
+use crate::{Codec, CodecError, Side};
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough to balance.
 pub const CHUNK_ROWS: usize = 256;
@@ -194,7 +194,7 @@ impl Quantizer for Packer {
         codec.check_rows(x.len())?;
         if self.plan().is_some() {
             out.reserve(x.len() / dim * self.base_bytes());
-            return Ok(super::rows::pack(super::rows::kernel(), self, x, out, lens));
+            return Ok(crate::rows::pack(crate::rows::kernel(), self, x, out, lens));
         }
         // Quantize a cache-sized slab of rows at a time, then pack it: the lattice points never
         // leave L1/L2 and no chunk-sized buffer is allocated.
@@ -232,7 +232,7 @@ impl Quantizer for Packer {
         let dim = codec.dim();
         if self.plan().is_some() {
             codec.check_rows(out.len())?;
-            return super::rows::unpack(super::rows::kernel(), self, bytes, lens, out);
+            return crate::rows::unpack(crate::rows::kernel(), self, bytes, lens, out);
         }
         let slab = PACK_SLAB_ROWS;
         let mut sides = Vec::with_capacity(slab.min(lens.len()));
@@ -272,7 +272,7 @@ impl Quantizer for Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Variant;
+    use crate::Variant;
 
     #[test]
     fn batch_equals_rows_and_pack_equals_roundtrip() {

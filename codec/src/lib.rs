@@ -1,17 +1,35 @@
-//! The KakeyaLattice codec (E8 v1.5, D4 v1.4): per-vector normalisation, a Sylvester–Hadamard
-//! rotation, per-vector fp16 scaling and a closest-point search in E8 or D4 blocks, with the
-//! reference's exact float32 arithmetic (spec part 1), plus what the reference never had:
-//! packed storage that decodes to exactly the round trip.
+//! `kakeya-lattice`: the KakeyaLattice vector codec (E8 v1.5, D4 v1.4) as a library of its
+//! own. It owns per-vector normalisation, the Sylvester–Hadamard rotation, per-vector fp16
+//! scaling and the closest-point search in E8 or D4 blocks, with the reference's exact float32
+//! arithmetic, plus what the reference never had: packed storage that decodes to exactly the
+//! round trip, a packed file format, and streaming file coding on all cores in bounded memory.
+//! It needs no model and no tensor library (the `candle` feature adds the tensor entry point).
 //!
-//! Entry points for later users (e.g. a compressed KV cache):
+//! Entry points:
 //! * [`Codec`] — one configured codec: [`Codec::roundtrip_row`], [`Codec::quantize_row`] /
 //!   [`Codec::dequantize_row`] (lattice point + [`Side`] scalars);
 //! * [`batch`] — `[N, D]` slices across all cores: [`roundtrip_rows`], [`encode_rows`],
 //!   [`decode_rows`] with [`PackedRows`];
 //! * [`pack::Packer`] — one vector ↔ bytes;
-//! * [`tensor::roundtrip_tensor`] — a candle `Tensor` in, a `Tensor` out on the same device;
+//! * [`stream`] — `.f32` row streams and packed `.kl` files through bounded buffers
+//!   ([`stream::roundtrip_stream`], [`stream::encode_stream`], [`stream::decode_stream`]);
+//! * [`file`] — the packed file header;
+//! * `tensor::roundtrip_tensor` (feature `candle`) — a candle `Tensor` in, a `Tensor` out;
 //! * [`baselines`] — identity, MLX-style affine int8/int4 and the TurboQuant-style scalar
 //!   quantizer, for comparisons on the same data.
+//!
+//! ```
+//! use kakeya_lattice::{Codec, Variant};
+//!
+//! let codec = Codec::new(Variant::E8, 128, 38)?;
+//! let x: Vec<f32> = (0..128).map(|i| (i as f32 * 0.1).sin()).collect();
+//! let y = codec.roundtrip_row(&x)?;
+//! let err: f32 = x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum();
+//! assert!(err < 1e-3);
+//! # Ok::<(), kakeya_lattice::CodecError>(())
+//! ```
+
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -19,22 +37,29 @@ pub mod baselines;
 pub mod batch;
 pub mod bitio;
 pub mod bits;
+pub mod cpu;
 pub mod data;
 mod error;
+pub mod file;
 pub mod hadamard;
 pub mod lattice;
 pub mod pack;
 mod pipeline;
 pub mod rows;
 mod simd;
+pub mod stream;
+#[cfg(feature = "candle")]
 pub mod tensor;
 
 pub use batch::{PackedRows, Quantizer, decode_rows, encode_rows, roundtrip_rows};
 pub use bits::bits;
+pub use cpu::Kernel;
 pub use error::CodecError;
 pub use hadamard::Rotation;
 pub use pack::Packer;
 pub use pipeline::{Codec, EPS, Side};
+pub use stream::{StreamError, StreamStats};
+
 
 /// Largest q_range accepted. Above 2²⁰ the half-integer points ±(Q+½) and the grid spacing
 /// stop being exactly representable next to the rotated values in f32, so the reference's tie

@@ -100,7 +100,7 @@ impl Rotator {
             Rotation::Fast => rotate(x, self.scale),
             Rotation::Reference => {
                 #[cfg(target_arch = "x86_64")]
-                if super::pipeline::has_avx2_fma() {
+                if crate::cpu::has_avx2_fma() {
                     // SAFETY: the CPU supports AVX2 and FMA, checked just above.
                     unsafe { self.dense_avx2(x, scratch) };
                     return;

@@ -174,8 +174,7 @@ mod x86 {
 
     impl Avx2 {
         pub(crate) fn detect() -> Option<Self> {
-            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-                .then_some(Avx2(()))
+            crate::cpu::has_avx2_fma().then_some(Avx2(()))
         }
     }
 
@@ -185,10 +184,7 @@ mod x86 {
 
     impl Avx512 {
         pub(crate) fn detect() -> Option<Self> {
-            (is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma"))
-            .then_some(Avx512(()))
+            crate::cpu::has_avx512().then_some(Avx512(()))
         }
     }
 

@@ -5,10 +5,9 @@
 
 use half::f16;
 
-use super::hadamard::{Rotation, Rotator};
-use super::lattice::{closest_d4, closest_e8};
-use super::rows::{self, Kernel};
-use super::{CodecError, Variant, validate};
+use crate::hadamard::{Rotation, Rotator};
+use crate::lattice::{closest_d4, closest_e8};
+use crate::{CodecError, Variant, validate};
 
 /// float32 machine epsilon, 2⁻²³: the floor for ‖x‖ and qmax so a zero row stays zero
 /// (2⁻²³ is an exact fp16 subnormal, so the rounded qmax never becomes 0).
@@ -80,12 +79,6 @@ fn max_abs(a: &[f32]) -> f32 {
         best = best.max(v.abs());
     }
     best
-}
-
-/// Whether the AVX2+FMA code paths may run on this CPU.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 impl Codec {
@@ -227,103 +220,13 @@ impl Codec {
             });
         }
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
+        if crate::cpu::has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
             unsafe { self.roundtrip_rows_avx2(x, out) };
             return Ok(());
         }
         self.roundtrip_rows_body(x, out);
         Ok(())
-    }
-
-    /// Encode whole rows serially into lattice points `z` (same length as `x`) and one side
-    /// pair per row (`sides.len()` = rows), on the row-parallel kernel ([`super::rows`]).
-    pub fn quantize_rows(
-        &self,
-        x: &[f32],
-        z: &mut [f32],
-        sides: &mut [Side],
-    ) -> Result<(), CodecError> {
-        self.quantize_rows_with(rows::kernel(), x, z, sides)
-    }
-
-    /// [`Codec::quantize_rows`] on a chosen kernel (one the CPU lacks runs the portable one).
-    pub fn quantize_rows_with(
-        &self,
-        kernel: Kernel,
-        x: &[f32],
-        z: &mut [f32],
-        sides: &mut [Side],
-    ) -> Result<(), CodecError> {
-        let rows = self.check_rows(x.len())?;
-        if z.len() != x.len() || sides.len() != rows {
-            return Err(CodecError::RowLength {
-                len: z.len(),
-                dim: x.len(),
-            });
-        }
-        rows::quantize(kernel, self, x, z, sides);
-        Ok(())
-    }
-
-    /// Rebuild whole rows in place from lattice points and their side pairs.
-    pub fn dequantize_rows(&self, sides: &[Side], z: &mut [f32]) -> Result<(), CodecError> {
-        self.dequantize_rows_with(rows::kernel(), sides, z)
-    }
-
-    /// [`Codec::dequantize_rows`] on a chosen kernel.
-    pub fn dequantize_rows_with(
-        &self,
-        kernel: Kernel,
-        sides: &[Side],
-        z: &mut [f32],
-    ) -> Result<(), CodecError> {
-        let rows = self.check_rows(z.len())?;
-        if sides.len() != rows {
-            return Err(CodecError::RowLength {
-                len: sides.len(),
-                dim: rows,
-            });
-        }
-        rows::dequantize(kernel, self, sides, z);
-        Ok(())
-    }
-
-    /// Round-trip whole rows serially (`x` and `out` of equal length, a multiple of D), `L`
-    /// rows per SIMD step ([`super::rows`]); bit-identical to the scalar per-row pipeline.
-    pub fn roundtrip_into(&self, x: &[f32], out: &mut [f32]) -> Result<(), CodecError> {
-        self.roundtrip_into_with(rows::kernel(), x, out)
-    }
-
-    /// [`Codec::roundtrip_into`] on a chosen kernel.
-    pub fn roundtrip_into_with(
-        &self,
-        kernel: Kernel,
-        x: &[f32],
-        out: &mut [f32],
-    ) -> Result<(), CodecError> {
-        self.check_rows(x.len())?;
-        if out.len() != x.len() {
-            return Err(CodecError::RowLength {
-                len: out.len(),
-                dim: x.len(),
-            });
-        }
-        rows::roundtrip(kernel, self, x, out);
-        Ok(())
-    }
-
-    /// Round-trip one row (length D) into a new vector.
-    pub fn roundtrip_row(&self, x: &[f32]) -> Result<Vec<f32>, CodecError> {
-        if x.len() != self.dim {
-            return Err(CodecError::RowLength {
-                len: x.len(),
-                dim: self.dim,
-            });
-        }
-        let mut out = vec![0.0; self.dim];
-        self.roundtrip_into(x, &mut out)?;
-        Ok(out)
     }
 
     /// Encode one row to its lattice point (`z`, length D) and side scalars.
@@ -360,7 +263,7 @@ impl Codec {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn zero_row_stays_zero() {

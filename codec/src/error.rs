@@ -1,7 +1,7 @@
 //! Typed errors for the codec. Every validation the reference performs is a hard error here
 //! too, with a message that names the offending value, so a CLI user sees what to fix.
 
-use super::Variant;
+use crate::Variant;
 
 /// Everything the codec can refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -95,7 +95,7 @@ pub type Lanes = [f32; 8];
 /// [`closest_dn`] on `L` blocks at once (`y[c][l]` = coordinate `c` of block `l`), bit for bit
 /// the scalar result lane by lane (−0.0 included) for finite inputs. Everything is a float
 /// compare and select, so it vectorises across lanes: parity is read from the exact integer
-/// sum as `sum/2 − ⌊sum/2⌋ = ½` (|sum| < 2²⁴, see [`crate::codec::MAX_Q`]), the first index of
+/// sum as `sum/2 − ⌊sum/2⌋ = ½` (|sum| < 2²⁴, see [`crate::MAX_Q`]), the first index of
 /// the argmax is carried as a float.
 #[inline(always)]
 pub fn dn_lanes<const N: usize, const L: usize>(y: &[[f32; L]; N]) -> [[f32; L]; N] {

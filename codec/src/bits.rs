@@ -4,7 +4,7 @@
 //! u128, because `8·log₂(2Q+1)` is never an integer (2Q+1 is odd) and an exact bit length
 //! cannot be fooled by floating-point rounding near an integer.
 
-use super::{CodecError, Variant, validate};
+use crate::{CodecError, Variant, validate};
 
 /// The two fp16 side scalars (‖x‖ and qmax) carried by every vector.
 pub const SIDE_BITS: u64 = 32;
