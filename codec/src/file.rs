@@ -132,7 +132,8 @@ impl Header {
             )));
         }
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let u64_at = |o: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&bytes[o..o + 8]);
@@ -163,10 +164,14 @@ impl Header {
             return Err(bad("reserved bytes 32..40 are not zero".into()));
         }
         if dim > MAX_DIM {
-            return Err(bad(format!("dimension D={dim} is above the format's maximum {MAX_DIM}")));
+            return Err(bad(format!(
+                "dimension D={dim} is above the format's maximum {MAX_DIM}"
+            )));
         }
         if q > MAX_PACK_Q {
-            return Err(bad(format!("Q={q} is above the packed maximum {MAX_PACK_Q}")));
+            return Err(bad(format!(
+                "Q={q} is above the packed maximum {MAX_PACK_Q}"
+            )));
         }
         crate::validate(variant, dim as usize, i64::from(q)).map_err(|e| bad(e.to_string()))?;
         if frame_rows == 0 || frame_rows as usize * dim as usize > MAX_FRAME_VALUES {
@@ -194,8 +199,8 @@ impl Header {
     /// # Ok::<(), kakeya_lattice::StreamError>(())
     /// ```
     pub fn packer(&self) -> Result<Packer, StreamError> {
-        let codec =
-            Codec::new(self.variant, self.dim as usize, i64::from(self.q))?.with_rotation(self.rotation);
+        let codec = Codec::new(self.variant, self.dim as usize, i64::from(self.q))?
+            .with_rotation(self.rotation);
         Ok(Packer::new(codec)?)
     }
 

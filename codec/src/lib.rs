@@ -60,7 +60,6 @@ pub use pack::Packer;
 pub use pipeline::{Codec, EPS, Side};
 pub use stream::{StreamError, StreamStats};
 
-
 /// Largest q_range accepted. Above 2²⁰ the half-integer points ±(Q+½) and the grid spacing
 /// stop being exactly representable next to the rotated values in f32, so the reference's tie
 /// rules lose their meaning; no published operating point comes close (the largest is 152).

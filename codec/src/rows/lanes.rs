@@ -3,10 +3,10 @@
 
 use half::f16;
 
+use crate::Variant;
 use crate::hadamard::Rotation;
 use crate::pipeline::{Codec, EPS, Side};
 use crate::simd::Simd;
-use crate::Variant;
 
 /// Sign pattern of the 8×8 Sylvester block: true where (−1)^popcount(k & j) = −1.
 const H8_NEG: [[bool; 8]; 8] = {
@@ -53,7 +53,12 @@ impl<const L: usize> Work<L> {
 
 /// Transpose `rows` (≤ L) row-major rows into `tile`; missing lanes become zero rows.
 #[inline(always)]
-pub(super) fn load<const L: usize, S: Simd<L>>(s: S, tile: &mut [[f32; L]], x: &[f32], rows: usize) {
+pub(super) fn load<const L: usize, S: Simd<L>>(
+    s: S,
+    tile: &mut [[f32; L]],
+    x: &[f32],
+    rows: usize,
+) {
     let d = tile.len();
     if rows == L {
         return s.load_rows(x, tile);
@@ -68,7 +73,12 @@ pub(super) fn load<const L: usize, S: Simd<L>>(s: S, tile: &mut [[f32; L]], x: &
 
 /// Transpose the first `rows` lanes of `tile` back to row-major `out`.
 #[inline(always)]
-pub(super) fn store<const L: usize, S: Simd<L>>(s: S, tile: &[[f32; L]], out: &mut [f32], rows: usize) {
+pub(super) fn store<const L: usize, S: Simd<L>>(
+    s: S,
+    tile: &[[f32; L]],
+    out: &mut [f32],
+    rows: usize,
+) {
     let d = tile.len();
     if rows == L {
         return s.store_rows(tile, out);
@@ -82,7 +92,11 @@ pub(super) fn store<const L: usize, S: Simd<L>>(s: S, tile: &[[f32; L]], out: &m
 
 /// Steps 1–7 on tile `w.a` (rows); leaves the clamped lattice points in tile `w.b`.
 #[inline(always)]
-pub(super) fn encode<const L: usize, S: Simd<L>>(s: S, c: &Codec, w: &mut Work<L>) -> GroupSides<L> {
+pub(super) fn encode<const L: usize, S: Simd<L>>(
+    s: S,
+    c: &Codec,
+    w: &mut Work<L>,
+) -> GroupSides<L> {
     let q = c.q_f32();
     let ss = pairwise_sq(s, &w.a);
     let mut ssa = [0.0f32; L];
@@ -124,7 +138,12 @@ pub(super) fn encode<const L: usize, S: Simd<L>>(s: S, c: &Codec, w: &mut Work<L
 
 /// Steps 8–10: lattice points in tile `w.b` → reconstructed rows in tile `w.a`.
 #[inline(always)]
-pub(super) fn decode<const L: usize, S: Simd<L>>(s: S, c: &Codec, w: &mut Work<L>, sides: &GroupSides<L>) {
+pub(super) fn decode<const L: usize, S: Simd<L>>(
+    s: S,
+    c: &Codec,
+    w: &mut Work<L>,
+    sides: &GroupSides<L>,
+) {
     let q = c.q_f32();
     let mut sc = [0.0f32; L];
     let mut r16 = [0.0f32; L];
@@ -451,7 +470,12 @@ fn search<const N: usize, const L: usize, S: Simd<L>>(s: S, t: &mut [[f32; L]], 
 
 /// Round trip of whole rows, `L` at a time (a short last group is padded with zero rows).
 #[inline(always)]
-pub(super) fn roundtrip_body<const L: usize, S: Simd<L>>(s: S, c: &Codec, x: &[f32], out: &mut [f32]) {
+pub(super) fn roundtrip_body<const L: usize, S: Simd<L>>(
+    s: S,
+    c: &Codec,
+    x: &[f32],
+    out: &mut [f32],
+) {
     let d = c.dim();
     let mut w = Work::<L>::new(d);
     let mut scratch = vec![0.0f32; d];
@@ -504,7 +528,12 @@ pub(super) fn quantize_body<const L: usize, S: Simd<L>>(
 }
 
 #[inline(always)]
-pub(super) fn dequantize_body<const L: usize, S: Simd<L>>(s: S, c: &Codec, sides: &[Side], z: &mut [f32]) {
+pub(super) fn dequantize_body<const L: usize, S: Simd<L>>(
+    s: S,
+    c: &Codec,
+    sides: &[Side],
+    z: &mut [f32],
+) {
     let d = c.dim();
     let mut w = Work::<L>::new(d);
     let mut scratch = vec![0.0f32; d];

@@ -15,11 +15,11 @@
 //!   D = 128 this is 10 880 instead of 16 384 multiply-adds per row, each still one rounding
 //!   in index order.
 
+use crate::CodecError;
+pub use crate::cpu::{Kernel, available_kernels, kernel, supported};
 use crate::pack::Packer;
 use crate::pipeline::{Codec, Side};
 use crate::simd::Portable;
-use crate::CodecError;
-pub use crate::cpu::{Kernel, available_kernels, kernel, supported};
 
 use lanes::{dequantize_body, quantize_body, roundtrip_body};
 use packed::{pack_body, unpack_body};
@@ -102,7 +102,6 @@ pub(crate) fn unpack(
 pub(crate) fn dequantize(k: Kernel, c: &Codec, sides: &[Side], z: &mut [f32]) {
     dispatch!(k, dequantize_body, (), (c: &Codec, sides: &[Side], z: &mut [f32]))
 }
-
 
 /// Whole-row entry points on the row-parallel kernels; they live here, beside the kernels, so
 /// that the scalar pipeline in [`crate::pipeline`] does not depend on this module.
@@ -196,5 +195,4 @@ impl Codec {
         self.roundtrip_into(x, &mut out)?;
         Ok(out)
     }
-
 }

@@ -264,4 +264,3 @@ pub(super) fn unpack_body<const L: usize, S: Simd<L>>(
     }
     Ok(())
 }
-

@@ -228,10 +228,9 @@ pub fn roundtrip_stream<R: Read + Send, W: Write + Send>(
 ) -> Result<StreamStats, StreamError> {
     let dim = codec.dim();
     let chunk = chunk_rows.unwrap_or_else(|| default_chunk_rows(dim)).max(1);
-    let values = chunk.checked_mul(dim).ok_or(CodecError::RowLength {
-        len: chunk,
-        dim,
-    })?;
+    let values = chunk
+        .checked_mul(dim)
+        .ok_or(CodecError::RowLength { len: chunk, dim })?;
     let mut stats = StreamStats::default();
     let mut bytes_in = 0u64;
     let mut rows_done = 0u64;

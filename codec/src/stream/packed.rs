@@ -150,10 +150,8 @@ fn encode_frame(packer: &Packer, x: &[f32], fr: &mut Frame, first: u64) -> Resul
             part.escapes = packer.encode_chunk(xc, &mut part.bytes, &mut part.lens)?;
             let mut at = 0;
             for (r, &len) in part.lens.iter().enumerate() {
-                let norm = half::f16::from_bits(u16::from_le_bytes([
-                    part.bytes[at],
-                    part.bytes[at + 1],
-                ]));
+                let norm =
+                    half::f16::from_bits(u16::from_le_bytes([part.bytes[at], part.bytes[at + 1]]));
                 if !norm.is_finite() {
                     return Err(StreamError::Overflow {
                         row: row0 + r as u64,
@@ -174,6 +172,7 @@ fn encode_frame(packer: &Packer, x: &[f32], fr: &mut Frame, first: u64) -> Resul
 /// One frame read from a packed file: its payload and per-row byte offsets.
 struct Packed {
     bytes: Vec<u8>,
+    long: usize,
     offsets: Vec<usize>,
     lens: Vec<usize>,
 }
@@ -209,6 +208,7 @@ pub fn decode_stream<R: Read + Send, W: Write + Send>(
     let mut rows_done = 0u64;
     let new_packed = || Packed {
         bytes: Vec::new(),
+        long: 0,
         offsets: Vec::with_capacity(frame_rows + 1),
         lens: Vec::with_capacity(frame_rows),
     };
@@ -217,8 +217,10 @@ pub fn decode_stream<R: Read + Send, W: Write + Send>(
         vec![Floats::new(frame_rows * dim), Floats::new(frame_rows * dim)],
         |p| {
             let more = read_frame(&mut input, &header, base, max_row, rows_read, p)?;
-            rows_read += p.lens.len() as u64;
-            bytes_in += (FRAME_HEADER_BYTES + p.bytes.len()) as u64;
+            if more {
+                rows_read += p.lens.len() as u64;
+                bytes_in += (FRAME_HEADER_BYTES + 8 * p.long + p.bytes.len()) as u64;
+            }
             Ok(more)
         },
         |p, y| {
@@ -242,8 +244,7 @@ pub fn decode_stream<R: Read + Send, W: Write + Send>(
 /// Refuse a file whose length cannot hold what its header promises.
 fn check_size(h: &Header, base: usize, max_row: usize, len: u64) -> Result<(), StreamError> {
     let min = h.min_file_bytes(base);
-    let max = min
-        + u128::from(h.rows) * (max_row - base + 8) as u128;
+    let max = min + u128::from(h.rows) * (max_row - base + 8) as u128;
     if u128::from(len) < min {
         return Err(StreamError::BadHeader {
             reason: format!(
@@ -319,9 +320,12 @@ fn read_frame(
         )));
     }
     p.lens.resize(rows, base);
+    p.long = long;
     let mut list = vec![0u8; 8 * long];
     if super::fill(input, &mut list)? < list.len() {
-        return Err(corrupt(format!("truncated long-row list in the frame at row {rows_read}")));
+        return Err(corrupt(format!(
+            "truncated long-row list in the frame at row {rows_read}"
+        )));
     }
     let mut last: Option<usize> = None;
     for pair in list.chunks_exact(8) {

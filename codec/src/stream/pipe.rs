@@ -48,9 +48,9 @@ pub(crate) fn run<A: Send, B: Send>(
         let writer = s.spawn(move || -> Result<(), StreamError> {
             while let Ok(mut b) = full_b_rx.recv() {
                 write(&mut b)?;
-                if free_b_tx.send(b).is_err() {
-                    break;
-                }
+                // Once the middle stage is done nobody takes buffers back, but buffers still
+                // queued must be written: ignore the failed return and keep draining.
+                let _ = free_b_tx.send(b);
             }
             Ok(())
         });
@@ -73,6 +73,8 @@ pub(crate) fn run<A: Send, B: Send>(
             Ok(())
         };
         let result = middle();
+        // Dropping the closure drops its channel ends: the writer sees the end of the stream.
+        drop(middle);
         let written = writer
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));

@@ -8,14 +8,20 @@ use kakeya_engine::codec::{self, Codec, Rotation, Variant};
 
 mod bench;
 mod eval;
+mod files;
 mod io;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Print the accounted bits per vector, (D/bd)·⌈b_real(Q)⌉ + 32.
     Bits(BitsArgs),
-    /// Round-trip rows from a JSON or .f32 file and write the reconstruction.
+    /// Round-trip rows from a JSON or .f32 file and write the reconstruction (`.f32` to
+    /// `.f32` streams in bounded memory on all cores).
     Roundtrip(RoundtripArgs),
+    /// Encode rows (.f32 streamed, or JSON) into a packed `.kl` file (docs/CODEC.md).
+    Encode(files::EncodeArgs),
+    /// Decode a packed `.kl` file back to rows (.f32 streamed, or JSON).
+    Decode(files::DecodeArgs),
     /// Evaluate every arm on seeded data and write a `codec_eval` report.
     Eval(eval::Args),
     /// Measure throughput per arm at 1 and all threads and write a `codec_bench` report.
@@ -58,6 +64,9 @@ pub struct RoundtripArgs {
     /// Rotation kernel: `reference` (bit-exact with the float32 reference) or `fast` (FWHT).
     #[arg(long, default_value = "reference", value_parser = parse_rotation)]
     rotation: Rotation,
+    /// Print a JSON summary (rows, bytes, seconds) on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn parse_rotation(s: &str) -> Result<Rotation, String> {
@@ -74,6 +83,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Bits(a) => bits(a),
         Command::Roundtrip(a) => roundtrip(a),
+        Command::Encode(a) => files::encode(a),
+        Command::Decode(a) => files::decode(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
     }
@@ -111,6 +122,11 @@ fn roundtrip(a: RoundtripArgs) -> anyhow::Result<()> {
     if a.q < 1 {
         bail!("q_range Q={} must be at least 1", a.q);
     }
+    if io::is_f32(&a.input) && io::is_f32(&a.out) {
+        let codec = (a.variant, a.q, a.rotation);
+        return files::roundtrip_f32(codec, &a.input, &a.out, a.dim, a.json);
+    }
+    let t = std::time::Instant::now();
     let rows = io::read_rows(&a.input, a.dim)?;
     let codec = Codec::new(a.variant, rows.dim, a.q)?.with_rotation(a.rotation);
     let out = codec::roundtrip_rows(&codec, &rows.values)?;
@@ -121,5 +137,17 @@ fn roundtrip(a: RoundtripArgs) -> anyhow::Result<()> {
             i / rows.dim
         );
     }
-    io::write_rows(&a.out, &out, rows.dim).with_context(|| format!("writing {}", a.out.display()))
+    io::write_rows(&a.out, &out, rows.dim)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    if a.json {
+        let n = out.len() / rows.dim;
+        println!(
+            "{}",
+            serde_json::json!({
+                "command": "roundtrip", "rows": n, "variant": a.variant, "q": a.q,
+                "dim": rows.dim, "rotation": a.rotation, "seconds": t.elapsed().as_secs_f64(),
+            })
+        );
+    }
+    Ok(())
 }
