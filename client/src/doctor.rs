@@ -33,9 +33,7 @@ pub fn report(checks: &[Check], signing: Option<&Signing>, json: bool) -> anyhow
             "{}",
             serde_json::to_string(&serde_json::json!({"checks": checks, "signing": signing}))?
         );
-        return Ok(checks
-            .iter()
-            .all(|c| c.status != doctor::CheckStatus::Fail));
+        return Ok(checks.iter().all(|c| c.status != doctor::CheckStatus::Fail));
     }
     Ok(doctor::report(checks, false))
 }

@@ -29,11 +29,7 @@ pub struct KeySource {
 impl std::fmt::Display for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.from {
-            "git" => write!(
-                f,
-                "git's user.signingkey {:?} (gpg.format=ssh)",
-                self.value
-            ),
+            "git" => write!(f, "git's user.signingkey {:?} (gpg.format=ssh)", self.value),
             _ => write!(f, "--key {}", self.value),
         }
     }
@@ -67,9 +63,7 @@ pub fn resolve(key: Option<&Path>) -> Result<(KeySource, RequesterKey), String> 
     };
     let resolved = match literal_key(&configured) {
         Some(line) => sig::parse_public_text("git's user.signingkey", line)
-            .and_then(|public| {
-                RequesterKey::from_public_key(public, "git's user.signingkey")
-            }),
+            .and_then(|public| RequesterKey::from_public_key(public, "git's user.signingkey")),
         None => RequesterKey::from_file(&expand_home(&configured), options),
     }
     .map_err(|e| format!("{e} (key from {source})"))?;

@@ -104,7 +104,9 @@ pub enum SigError {
     UnsupportedSignatureKey { algorithm: String },
 
     /// The signature algorithm does not fit the key (e.g. SHA-1 `ssh-rsa`).
-    #[error("signature algorithm {found} is not accepted for a {key_type} key (expected {expected})")]
+    #[error(
+        "signature algorithm {found} is not accepted for a {key_type} key (expected {expected})"
+    )]
     SignatureAlgorithm {
         found: String,
         key_type: String,

@@ -49,7 +49,11 @@ pub fn agent_view(key: &PublicKey) -> AgentView {
                     socket.display(),
                     keys.len(),
                     if keys.len() == 1 { "" } else { "s" },
-                    if holds { ", this one included" } else { ", not this one" }
+                    if holds {
+                        ", this one included"
+                    } else {
+                        ", not this one"
+                    }
                 ),
             }
         }

@@ -324,13 +324,17 @@ default: {presets: [self-test]}
     #[test]
     fn error_names_principals_and_preset() -> Result<(), SigError> {
         let policy = Policy::from_yaml(SAMPLE)?;
-        let err = policy.allows(&names(&["ci-bot", "x"]), "niah", false, ED).err();
+        let err = policy
+            .allows(&names(&["ci-bot", "x"]), "niah", false, ED)
+            .err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(
             text,
             r#"principals "ci-bot", "x" may not request engine preset "niah""#
         );
-        let err = policy.allows(&names(&["ci-bot"]), "cargo-test", true, ED).err();
+        let err = policy
+            .allows(&names(&["ci-bot"]), "cargo-test", true, ED)
+            .err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.starts_with(r#"principal "ci-bot" may not request workload preset "cargo-test" (workload presets need"#), "{text}");
         Ok(())

@@ -139,7 +139,11 @@ impl RequesterKey {
         })
     }
 
-    fn from_private(path: &Path, key: PrivateKey, options: ResolveOptions) -> Result<Self, SigError> {
+    fn from_private(
+        path: &Path,
+        key: PrivateKey,
+        options: ResolveOptions,
+    ) -> Result<Self, SigError> {
         let public = key.public_key().clone();
         let sk = is_security_key(public.key_data());
         if !key.is_encrypted() && !sk {

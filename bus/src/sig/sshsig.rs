@@ -48,12 +48,15 @@ pub fn sign(key: &PrivateKey, namespace: &str, message: &[u8]) -> Result<String,
             detail: "the private key is still encrypted".to_owned(),
         });
     }
-    let sig = key
-        .sign(namespace, HashAlg::Sha512, message)
-        .map_err(|e| SigError::Crypto {
-            action: "cannot sign",
-            detail: e.to_string(),
-        })?;
+    let sig = match key.key_data() {
+        ssh_key::private::KeypairData::Rsa(rsa) => rsa_sign(rsa, namespace, message)?,
+        _ => key
+            .sign(namespace, HashAlg::Sha512, message)
+            .map_err(|e| SigError::Crypto {
+                action: "cannot sign",
+                detail: e.to_string(),
+            })?,
+    };
     let mut armored = sig.to_pem(LineEnding::LF).map_err(|e| SigError::Crypto {
         action: "cannot encode the signature",
         detail: e.to_string(),
@@ -62,6 +65,46 @@ pub fn sign(key: &PrivateKey, namespace: &str, message: &[u8]) -> Result<String,
         armored.push('\n');
     }
     Ok(armored)
+}
+
+/// `rsa-sha2-512` SSHSIG with a private key assembled here from its components (see the
+/// note on the `rsa` dependency in bus/Cargo.toml).
+fn rsa_sign(
+    keypair: &ssh_key::private::RsaKeypair,
+    namespace: &str,
+    message: &[u8],
+) -> Result<SshSig, SigError> {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let crypto = |detail: String| SigError::Crypto {
+        action: "cannot sign with the RSA key",
+        detail,
+    };
+    let int = |m: &ssh_key::Mpint| {
+        m.as_positive_bytes()
+            .map(rsa::BigUint::from_bytes_be)
+            .ok_or_else(|| crypto("a key component is not a positive integer".to_owned()))
+    };
+    let private = rsa::RsaPrivateKey::from_components(
+        int(&keypair.public.n)?,
+        int(&keypair.public.e)?,
+        int(&keypair.private.d)?,
+        vec![int(&keypair.private.p)?, int(&keypair.private.q)?],
+    )
+    .map_err(|e| crypto(e.to_string()))?;
+    let signed = SshSig::signed_data(namespace, HashAlg::Sha512, message)
+        .map_err(|e| crypto(e.to_string()))?;
+    let raw = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha512>::new(private)
+        .try_sign(&signed)
+        .map_err(|e| crypto(e.to_string()))?;
+    let signature = ssh_key::Signature::new(
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        raw.to_vec(),
+    )
+    .map_err(|e| crypto(e.to_string()))?;
+    let public = ssh_key::public::KeyData::Rsa(keypair.public.clone());
+    SshSig::new(public, namespace, HashAlg::Sha512, signature).map_err(|e| crypto(e.to_string()))
 }
 
 /// Verifies an armored SSHSIG over `message` in `namespace` and returns the
@@ -125,7 +168,9 @@ pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<PublicKe
             .len()
             .checked_sub(SK_TRAILER)
             .map(|at| bytes[at])
-            .ok_or_else(|| SigError::MalformedSignature("truncated security-key signature".into()))?;
+            .ok_or_else(|| {
+                SigError::MalformedSignature("truncated security-key signature".into())
+            })?;
         if flags & SK_USER_PRESENT == 0 {
             return Err(SigError::NoUserPresence { flags });
         }
