@@ -195,7 +195,7 @@ pub fn clock_skew(bus: &Bus, refs: &[(String, git2::Oid)]) -> Check {
     }
 }
 
-/// A private key file loads and is ed25519; says its fingerprint.
+/// A private key file loads (an unencrypted key of a supported type); says its fingerprint.
 pub fn key_readable(path: &Path) -> (Check, Option<ssh_key::PublicKey>) {
     match sig::load_private_key(path) {
         Ok(key) => {
@@ -212,7 +212,7 @@ pub fn key_readable(path: &Path) -> (Check, Option<ssh_key::PublicKey>) {
             Check::fail(
                 "key",
                 format!("{}: {e}", path.display()),
-                "make one with `macbridge keygen --out PATH` (unencrypted OpenSSH ed25519, mode 0600)",
+                "make one with `macbridge keygen --out PATH` (unencrypted OpenSSH key, mode 0600)",
             ),
             None,
         ),

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use git2::Oid;
 use macbridge_presets::Preset;
 use serde_json::Value;
-use ssh_key::PrivateKey;
 use time::OffsetDateTime;
 
 use crate::clock;
@@ -13,7 +12,7 @@ use crate::git::{Bus, GitError, PushOutcome, PushUpdate, TreeChange, write_commi
 use crate::layout;
 use crate::manifest::{Manifest, SCHEMA_VERSION, new_nonce};
 use crate::records::{self, CancelRecord};
-use crate::sig::{self, SigError};
+use crate::sig::{self, SigError, Signer};
 
 /// Errors while submitting.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,7 @@ pub struct RequestSpec<'a> {
 /// Build the manifest for `spec`, signed-to-be by `key`, issued at `now`.
 pub fn build_manifest(
     spec: &RequestSpec<'_>,
-    key: &PrivateKey,
+    key: &(impl Signer + ?Sized),
     now: OffsetDateTime,
 ) -> Result<Manifest, SubmitError> {
     let nonce = new_nonce().map_err(|e| SubmitError::Random(e.to_string()))?;
@@ -73,9 +72,13 @@ pub fn build_manifest(
 
 /// Sign `manifest` and push it as a new request branch. The commit is built in the cache's
 /// object database; the push creates the branch only if it does not exist.
-pub fn submit(bus: &Bus, manifest: &Manifest, key: &PrivateKey) -> Result<Oid, SubmitError> {
+pub fn submit(
+    bus: &Bus,
+    manifest: &Manifest,
+    key: &(impl Signer + ?Sized),
+) -> Result<Oid, SubmitError> {
     let bytes = manifest.to_bytes();
-    let signature = sig::sign(key, sig::REQUEST_NAMESPACE, &bytes)?;
+    let signature = key.sign(sig::REQUEST_NAMESPACE, &bytes)?;
     let workload = manifest
         .workload
         .as_ref()
@@ -113,7 +116,7 @@ pub fn cancel(
     bus: &Bus,
     branch: &str,
     request_id: &str,
-    key: &PrivateKey,
+    key: &(impl Signer + ?Sized),
     reason: Option<String>,
 ) -> Result<CancelOutcome, SubmitError> {
     for _ in 0..8 {
@@ -136,7 +139,7 @@ pub fn cancel(
             reason: reason.clone(),
         };
         let bytes = records::to_bytes(&record);
-        let signature = sig::sign(key, sig::CANCEL_NAMESPACE, &bytes)?;
+        let signature = key.sign(sig::CANCEL_NAMESPACE, &bytes)?;
         let commit = write_commit(
             bus.repo(),
             &[request.tip],

@@ -180,6 +180,7 @@ pub fn verify_request(
             &principals,
             &preset.name,
             preset.class == PresetClass::Workload,
+            &sig::key_type(signer.key_data()),
         )
         .map_err(|e| Refusal::new(RefusalCode::NotAllowed, e.to_string()))?;
     Ok(VerifiedRequest {

@@ -32,6 +32,15 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
+/// A submit error as the CLI reports it: a key that cannot sign is bad input (exit 2, nothing
+/// was pushed); git and push problems are failures (exit 1).
+pub fn submit_error(e: macbridge_bus::submit::SubmitError) -> anyhow::Error {
+    match e {
+        macbridge_bus::submit::SubmitError::Sig(e) => usage(format!("cannot sign: {e}")),
+        other => other.into(),
+    }
+}
+
 /// A remote as git should see it: local paths made absolute so the cache key is stable.
 pub fn normalize_remote(remote: &str) -> String {
     let path = Path::new(remote);

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod doctor;
+mod key;
 mod presets_doc;
 mod queue;
 mod quickstart;
@@ -43,9 +44,14 @@ struct RemoteArg {
 
 #[derive(clap::Args, Clone)]
 struct RequestFlags {
-    /// Your SSH ed25519 private key (OpenSSH format, unencrypted).
-    #[arg(long, env = "MACBRIDGE_KEY")]
-    key: PathBuf,
+    /// Your SSH signing key: an unencrypted private key file; a passphrase-protected one
+    /// (signed by ssh-agent when loaded there, else ssh-keygen asks for the passphrase on an
+    /// interactive terminal); or a public key file (.pub) whose private half is in ssh-agent
+    /// (SSH_AUTH_SOCK). Types: ed25519, ECDSA P-256/P-384, RSA 2048-4096 bits, and security
+    /// keys (sk-ssh-ed25519, sk-ecdsa-sha2-nistp256). Default: git's signing key when git
+    /// signs with SSH (`gpg.format=ssh` and `user.signingkey`, a path or `key::ssh-...`).
+    #[arg(long, env = "MACBRIDGE_KEY", value_name = "PATH")]
+    key: Option<PathBuf>,
     /// Preset to run (see `macbridge presets`).
     #[arg(long)]
     preset: String,
@@ -164,9 +170,10 @@ enum Command {
         remote: RemoteArg,
         #[arg(long)]
         branch: String,
-        /// The key that signed the request.
-        #[arg(long, env = "MACBRIDGE_KEY")]
-        key: PathBuf,
+        /// The key that signed the request, in any form `request --key` takes (default:
+        /// git's SSH signing key, `gpg.format=ssh` + `user.signingkey`).
+        #[arg(long, env = "MACBRIDGE_KEY", value_name = "PATH")]
+        key: Option<PathBuf>,
         /// Why, recorded with the cancel.
         #[arg(long)]
         reason: Option<String>,
@@ -185,8 +192,9 @@ enum Command {
     Doctor {
         #[command(flatten)]
         remote: RemoteArg,
-        /// Your signing key, to check it loads.
-        #[arg(long, env = "MACBRIDGE_KEY")]
+        /// Your signing key, as `request --key` takes it; without it, git's SSH signing key
+        /// (`gpg.format=ssh` + `user.signingkey`). Doctor reports which key signs, and how.
+        #[arg(long, env = "MACBRIDGE_KEY", value_name = "PATH")]
         key: Option<PathBuf>,
         #[arg(long, env = "MACBRIDGE_RUNNER_SIGNERS")]
         runner_signers: Option<PathBuf>,
@@ -338,7 +346,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             key,
             reason,
             json,
-        } => cancel(&remote.remote, &branch, &key, reason, json),
+        } => cancel(&remote.remote, &branch, key.as_deref(), reason, json),
         Command::Queue { remote, json } => {
             let (bus, lock) = common::open_bus(&remote.remote)?;
             let q = queue::read(&bus, &lock)?;
@@ -357,9 +365,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             json,
         } => {
             let (bus, lock) = common::open_bus(&remote.remote)?;
-            let checks =
+            let (checks, signing) =
                 lock.with(|| doctor::checks(&bus, key.as_deref(), runner_signers.as_deref()));
-            Ok(if macbridge_bus::doctor::report(&checks, json) {
+            Ok(if doctor::report(&checks, signing.as_ref(), json)? {
                 0
             } else {
                 1
@@ -392,7 +400,7 @@ fn trigger(remote: &str, flags: &RequestFlags, branch: &str) -> anyhow::Result<(
 
 fn request_args(flags: &RequestFlags) -> request::RequestArgs<'_> {
     request::RequestArgs {
-        key: &flags.key,
+        key: flags.key.as_deref(),
         preset: &flags.preset,
         params: &flags.params,
         labels: &flags.labels,
@@ -502,21 +510,21 @@ fn keygen(out: &std::path::Path, comment: &str, json: bool) -> anyhow::Result<u8
 fn cancel(
     remote: &str,
     branch: &str,
-    key: &std::path::Path,
+    key: Option<&std::path::Path>,
     reason: Option<String>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let branch = common::branch_arg(branch)?;
-    let key =
-        macbridge_bus::sig::load_private_key(key).map_err(|e| common::usage(e.to_string()))?;
+    let key = key::requester_key(key)?;
     let (bus, lock) = common::open_bus(remote)?;
     let (request, _) = common::fetch_request(&bus, &lock, &branch)?;
     let request_id = request
         .request_id()
         .ok_or_else(|| common::usage("the request's manifest is unreadable; nothing to cancel"))?
         .to_string();
-    let outcome =
-        lock.with(|| macbridge_bus::submit::cancel(&bus, &branch, &request_id, &key, reason))?;
+    let outcome = lock
+        .with(|| macbridge_bus::submit::cancel(&bus, &branch, &request_id, &key, reason))
+        .map_err(common::submit_error)?;
     let (word, code) = match outcome {
         macbridge_bus::submit::CancelOutcome::Requested(_) => ("requested", 0),
         macbridge_bus::submit::CancelOutcome::AlreadyRequested => ("already_requested", 0),

@@ -156,7 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let submitted = request::submit_request(
         &bus_handle,
         &RequestArgs {
-            key: &requester,
+            key: Some(&requester),
             preset: PRESET,
             params: &PRESET_PARAMS
                 .iter()

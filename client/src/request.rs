@@ -7,7 +7,7 @@ use anyhow::Context;
 use macbridge_bus::git::Bus;
 use macbridge_bus::manifest::{MAX_LIFETIME_SECS, Manifest, is_label};
 use macbridge_bus::submit::{self, RequestSpec};
-use macbridge_bus::{clock, layout, sig, verify};
+use macbridge_bus::{clock, layout, verify};
 use macbridge_presets::PresetClass;
 use serde::Serialize;
 use serde_json::Value;
@@ -27,7 +27,8 @@ pub struct Submitted {
 }
 
 pub struct RequestArgs<'a> {
-    pub key: &'a Path,
+    /// `--key`; `None` uses git's SSH signing key.
+    pub key: Option<&'a Path>,
     pub preset: &'a str,
     pub params: &'a [String],
     pub labels: &'a [String],
@@ -95,8 +96,7 @@ pub fn submit_request(bus: &Bus, args: &RequestArgs<'_>) -> anyhow::Result<Submi
         }
         (PresetClass::Engine, None) => None,
     };
-    let key = sig::load_private_key(args.key)
-        .map_err(|e| usage(format!("{}: {e}", args.key.display())))?;
+    let key = crate::key::requester_key(args.key)?;
     // Address the request to this bus, so it cannot be replayed onto another one.
     let audience = macbridge_bus::busid::read(bus).context("reading the bus id")?;
     let spec = RequestSpec {
@@ -111,7 +111,7 @@ pub fn submit_request(bus: &Bus, args: &RequestArgs<'_>) -> anyhow::Result<Submi
     // The same checks the runner makes, on the exact manifest about to be signed.
     verify::check_against_catalog(&Manifest::parse(&manifest.to_bytes())?)
         .map_err(|r| usage(r.to_string()))?;
-    let commit = submit::submit(bus, &manifest, &key)?;
+    let commit = submit::submit(bus, &manifest, &key).map_err(crate::common::submit_error)?;
     Ok(Submitted {
         branch: layout::short_branch(&manifest.branch_ref()).to_string(),
         request_id: manifest.request_id.clone(),

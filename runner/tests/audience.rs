@@ -31,7 +31,7 @@ fn a_request_for_another_bus_is_refused_and_one_for_this_bus_runs() {
         format!("alice {}\n", sig::public_key_line(requester.public_key())),
     )
     .unwrap();
-    let engine = Path::new(env!("CARGO_BIN_EXE_macbridge-runner")).with_file_name("kakeya");
+    let engine = macbridge_e2e::bins::kakeya();
     std::fs::write(
         root.join("runner.yaml"),
         format!(

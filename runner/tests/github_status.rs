@@ -27,8 +27,7 @@ fn runner_posts_pending_then_success_on_the_request_commit() {
         format!("alice {}\n", sig::public_key_line(requester.public_key())),
     )
     .unwrap();
-    let engine =
-        std::path::Path::new(env!("CARGO_BIN_EXE_macbridge-runner")).with_file_name("kakeya");
+    let engine = macbridge_e2e::bins::kakeya();
     std::fs::write(
         root.join("runner.yaml"),
         format!(

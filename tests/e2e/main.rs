@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `macbridge`, `macbridge-runner`, `kakeya` and `evidence-gate`
-//! binaries against real bare repositories. Build first:
+//! binaries against real bare repositories:
 //!
 //! ```text
-//! cargo build --release --workspace && cargo test --release -p macbridge-e2e
+//! cargo test --release --workspace      # builds every binary first, then runs everything
+//! cargo test --release -p macbridge-e2e # alone: stale or missing binaries are rebuilt into
+//!                                       # target/e2e-bins (see macbridge_e2e::bins)
 //! ```
 
 mod cancel;
@@ -13,6 +15,9 @@ mod faults;
 mod forgery;
 mod happy;
 mod harness;
+mod keys_agent;
+mod keys_sk_fixture;
+mod keys_types;
 mod limits;
 mod queue;
 mod race;

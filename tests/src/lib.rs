@@ -13,12 +13,16 @@
 //! * [`craft`]: canonical JSON, timestamps, manifests, `ssh-keygen` signatures.
 //! * [`world`]: one isolated bus + keys + runner config per test.
 //! * [`fleet`]: several runners on one world's bus; queue, cancel and state polling.
+//! * [`agent`]: a real `ssh-agent` per test and `ssh-keygen` keys of every type.
+//! * [`sk`]: security-key (`sk-`) SSHSIG signatures made in software (no hardware here).
 
+pub mod agent;
 pub mod bins;
 pub mod craft;
 pub mod fleet;
 pub mod gitx;
 pub mod proc;
+pub mod sk;
 pub mod world;
 
 pub use craft::{Draft, Sealed};

@@ -201,7 +201,11 @@ impl World {
             "MACBRIDGE_RUNNER_SIGNERS",
             "MACBRIDGE_RUNNER_CONFIG",
             "XDG_CACHE_HOME",
+            "XDG_CONFIG_HOME",
             "KAKEYA_MODEL_DIR",
+            // Tests that sign through an agent start their own and say so.
+            "SSH_AUTH_SOCK",
+            "GIT_CONFIG_GLOBAL",
         ] {
             cmd.env_remove(var);
         }
@@ -216,6 +220,16 @@ impl World {
     pub fn mb(&self, args: &[&str]) -> Finished {
         let mut cmd = Command::new(bins::macbridge());
         self.isolate(&mut cmd).args(args);
+        proc::run(&mut cmd, CMD_LIMIT)
+    }
+
+    /// Run `macbridge ARGS` in this world with extra environment variables.
+    pub fn mb_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Finished {
+        let mut cmd = Command::new(bins::macbridge());
+        self.isolate(&mut cmd).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         proc::run(&mut cmd, CMD_LIMIT)
     }
 

@@ -30,21 +30,51 @@ pub enum SigError {
     #[error("{} is too large ({len} bytes, limit {max})", path.display())]
     FileTooLarge { path: PathBuf, len: u64, max: u64 },
 
-    /// The private key is encrypted and we cannot prompt for a passphrase.
+    /// The private key is encrypted: it cannot be loaded into this process.
     #[error(
-        "key file {} is passphrase-protected: macbridge cannot prompt for passphrases; \
-         sign through ssh-agent (`ssh-keygen -Y sign` with the key loaded in the agent) \
-         or use a dedicated unencrypted ed25519 key (`ssh-keygen -t ed25519 -N '' -f FILE`)",
+        "key file {} is passphrase-protected and cannot be loaded directly; \
+         load it into ssh-agent (`ssh-add FILE`) and pass the key (or its .pub) as the signing key, \
+         or use a dedicated unencrypted key (`ssh-keygen -t ed25519 -N '' -f FILE`)",
         path.display()
     )]
     Encrypted { path: PathBuf },
+
+    /// A security-key private file holds a handle, not a key: only OpenSSH
+    /// with the hardware attached can sign with it.
+    #[error(
+        "{what} is a security-key (sk-) handle: it signs through ssh-agent or `ssh-keygen -Y sign` \
+         with the device attached, not in this process"
+    )]
+    SecurityKeyFile { what: String },
+
+    /// An RSA key outside the accepted size range.
+    #[error(
+        "{what} is a {bits}-bit RSA key; macbridge accepts RSA keys of 2048 to 4096 bits \
+         (RSA under 2048 bits can be factored; make an ed25519 key: `ssh-keygen -t ed25519`)"
+    )]
+    RsaKeySize { what: String, bits: usize },
+
+    /// The signing key (or its private half) is not available to sign with.
+    #[error("{0}")]
+    KeyUnavailable(String),
+
+    /// `ssh-keygen` or `ssh-add` could not be run or failed.
+    #[error("{action}: {detail}")]
+    External {
+        action: &'static str,
+        detail: String,
+    },
 
     /// The file exists but does not hold a key in a format we read.
     #[error("{what} is not a usable OpenSSH key: {detail}")]
     KeyFormat { what: String, detail: String },
 
-    /// Only ssh-ed25519 keys are accepted anywhere in macbridge.
-    #[error("{what} is a {algorithm} key; macbridge only accepts ssh-ed25519 keys")]
+    /// A key type macbridge does not accept (see `keytype::SUPPORTED_KEY_TYPES`).
+    #[error(
+        "{what} is a {algorithm} key; macbridge accepts ssh-ed25519, ecdsa-sha2-nistp256, \
+         ecdsa-sha2-nistp384, ssh-rsa (2048-4096 bits), sk-ssh-ed25519@openssh.com and \
+         sk-ecdsa-sha2-nistp256@openssh.com keys"
+    )]
     UnsupportedKey { what: String, algorithm: String },
 
     /// Key generation or encoding failed inside the SSH library.
@@ -67,8 +97,28 @@ pub enum SigError {
     NamespaceMismatch { found: String, expected: String },
 
     /// The signature was made with a key type we do not accept.
-    #[error("signature was made with a {algorithm} key; only ssh-ed25519 signatures are accepted")]
+    #[error(
+        "signature was made with a {algorithm} key; accepted: ssh-ed25519, ecdsa-sha2-nistp256/384, \
+         ssh-rsa (2048-4096 bits), sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com"
+    )]
     UnsupportedSignatureKey { algorithm: String },
+
+    /// The signature algorithm does not fit the key (e.g. SHA-1 `ssh-rsa`).
+    #[error(
+        "signature algorithm {found} is not accepted for a {key_type} key (expected {expected})"
+    )]
+    SignatureAlgorithm {
+        found: String,
+        key_type: String,
+        expected: String,
+    },
+
+    /// A security-key signature made without the user touching the device.
+    #[error(
+        "security-key signature lacks the user-presence flag (flags {flags:#04x}): \
+         the key was not touched, so the signature is refused"
+    )]
+    NoUserPresence { flags: u8 },
 
     /// The signature uses a hash we do not accept.
     #[error("signature uses hash algorithm {0}; only sha256 and sha512 are accepted")]
@@ -141,6 +191,20 @@ pub enum SigError {
         principals: Vec<String>,
         preset: String,
         workload: bool,
+    },
+
+    /// The policy lets the signer's principals request this preset, but not
+    /// with a key of this type.
+    #[error(
+        "{} {} may not sign with {key_type} keys (the policy's key_types for them: {})",
+        if principals.len() == 1 { "principal" } else { "principals" },
+        display_list(principals),
+        allowed.join(", ")
+    )]
+    KeyTypeNotAllowed {
+        principals: Vec<String>,
+        key_type: String,
+        allowed: Vec<String>,
     },
 }
 

@@ -1,13 +1,15 @@
-//! OpenSSH ed25519 key files: generate, write, load, fingerprint.
+//! OpenSSH key files: generate, write, load, fingerprint.
 //!
-//! Only ed25519 is supported. It is the default of `ssh-keygen`, its
-//! signatures are deterministic and small, and accepting one algorithm keeps
-//! the verification path narrow.
+//! `keygen` makes ed25519 keys only: it is the default of `ssh-keygen`, its
+//! signatures are deterministic and small. Loading accepts every type in
+//! [`super::keytype`] (ed25519, ECDSA P-256/P-384, RSA 2048-4096, and the
+//! public halves of security keys), since requesters sign with the keys they
+//! already hold.
 //!
-//! Encrypted (passphrase-protected) private keys are refused with an error
-//! that says so. A runner daemon cannot prompt for a passphrase. A person can
-//! keep their key encrypted and sign through `ssh-keygen -Y sign`, which uses
-//! ssh-agent, instead of asking macbridge to load the key file.
+//! Encrypted (passphrase-protected) private keys are never decrypted here:
+//! their public half is read in the clear, and signing goes through ssh-agent
+//! or `ssh-keygen -Y sign` (see [`super::requester`]). A runner daemon cannot
+//! prompt for a passphrase, so its key must be unencrypted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -17,6 +19,7 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use super::SigError;
+use super::keytype::{check_key, is_security_key};
 
 /// Key files are a few hundred bytes; the cap stops a misconfigured path
 /// (a log, a disk image) from being read into memory.
@@ -68,7 +71,61 @@ pub fn write_keypair(path: &Path, key: &PrivateKey) -> Result<(), SigError> {
     Ok(())
 }
 
-/// Loads an unencrypted OpenSSH ed25519 private key.
+/// A key file as found on disk: a private key (possibly encrypted, possibly a
+/// security-key handle) or only a public key line.
+#[derive(Debug, Clone)]
+pub enum KeyFile {
+    Private(PrivateKey),
+    Public(PublicKey),
+}
+
+impl KeyFile {
+    /// The public key, which both forms carry in the clear.
+    pub fn public_key(&self) -> &PublicKey {
+        match self {
+            KeyFile::Private(key) => key.public_key(),
+            KeyFile::Public(key) => key,
+        }
+    }
+}
+
+/// Reads a private or public OpenSSH key file of a supported type without
+/// decrypting anything.
+pub fn read_key_file(path: &Path) -> Result<KeyFile, SigError> {
+    let text = read_capped(path, "cannot read key file")?;
+    let what = format!("key file {}", path.display());
+    let file = if text.contains(OPENSSH_PRIVATE_BEGIN) {
+        warn_if_exposed(path);
+        KeyFile::Private(parse_private(path, &text)?)
+    } else {
+        KeyFile::Public(parse_public_text(&what, &text)?)
+    };
+    check_key(&what, file.public_key().key_data())?;
+    Ok(file)
+}
+
+/// Parses the first public key line of `text` (`ssh-ed25519 AAAA... [comment]`),
+/// skipping blank lines and `#` comments.
+pub fn parse_public_text(what: &str, text: &str) -> Result<PublicKey, SigError> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| SigError::KeyFormat {
+            what: what.to_owned(),
+            detail: "the file is empty".to_owned(),
+        })?;
+    if line.starts_with("-----BEGIN") {
+        return Err(unsupported_pem(what, line));
+    }
+    PublicKey::from_openssh(line).map_err(|e| SigError::KeyFormat {
+        what: what.to_owned(),
+        detail: format!("expected a public key line `TYPE AAAA... [comment]`: {e}"),
+    })
+}
+
+/// Loads an unencrypted OpenSSH private key that can sign in this process
+/// (ed25519, ECDSA P-256/P-384, RSA 2048-4096; not a security key).
 ///
 /// Logs a warning when the file is readable by group or others: OpenSSH
 /// refuses such files outright; we only warn because the key may live on a
@@ -77,42 +134,24 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKey, SigError> {
     let text = read_capped(path, "cannot read key file")?;
     warn_if_exposed(path);
     let key = parse_private(path, &text)?;
-    require_ed25519(&format!("key file {}", path.display()), key.algorithm())?;
+    let what = format!("key file {}", path.display());
+    check_key(&what, key.public_key().key_data())?;
     if key.is_encrypted() {
         return Err(SigError::Encrypted {
             path: path.to_path_buf(),
         });
     }
+    if is_security_key(key.public_key().key_data()) {
+        return Err(SigError::SecurityKeyFile { what });
+    }
     Ok(key)
 }
 
-/// Loads an ed25519 public key from a `.pub` file (`ssh-ed25519 AAAA...
-/// [comment]`) or from an OpenSSH private key file, whose public half is
-/// stored in the clear even when the key is passphrase-protected.
+/// Loads a public key from a `.pub` file (`ssh-ed25519 AAAA... [comment]`)
+/// or from an OpenSSH private key file, whose public half is stored in the
+/// clear even when the key is passphrase-protected.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, SigError> {
-    let text = read_capped(path, "cannot read key file")?;
-    let what = format!("key file {}", path.display());
-    let key = if text.contains(OPENSSH_PRIVATE_BEGIN) {
-        parse_private(path, &text)?.public_key().clone()
-    } else {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or_else(|| SigError::KeyFormat {
-                what: what.clone(),
-                detail: "the file is empty".to_owned(),
-            })?;
-        if line.starts_with("-----BEGIN") {
-            return Err(unsupported_pem(&what, line));
-        }
-        PublicKey::from_openssh(line).map_err(|e| SigError::KeyFormat {
-            what: what.clone(),
-            detail: format!("expected `ssh-ed25519 AAAA... [comment]`: {e}"),
-        })?
-    };
-    require_ed25519(&what, key.algorithm())?;
-    Ok(key)
+    Ok(read_key_file(path)?.public_key().clone())
 }
 
 /// The SHA-256 fingerprint in the form `ssh-keygen -lf` prints:
@@ -189,8 +228,8 @@ fn unsupported_pem(what: &str, first_line: &str) -> SigError {
     SigError::KeyFormat {
         what: what.to_owned(),
         detail: format!(
-            "{first_line} is not supported; only OpenSSH-format ed25519 keys \
-             (as written by `ssh-keygen -t ed25519`) can be used"
+            "{first_line} is not supported; only OpenSSH-format keys \
+             (as written by `ssh-keygen`, or converted with `ssh-keygen -p -f FILE`) can be used"
         ),
     }
 }

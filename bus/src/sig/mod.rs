@@ -5,10 +5,16 @@
 //! agents and tools they already have:
 //!
 //! * [`sshsig`]: OpenSSH `SSHSIG` signatures (`ssh-keygen -Y sign` /
-//!   `-Y verify`) over exact bytes, ed25519 only. The namespace is what stops
-//!   a signed request from doubling as a signed result, commit or file, so
-//!   every kind of signed record has its own namespace constant below.
-//! * [`keys`]: generating, writing and loading OpenSSH ed25519 key files.
+//!   `-Y verify`) over exact bytes. The namespace is what stops a signed
+//!   request from doubling as a signed result, commit or file, so every kind
+//!   of signed record has its own namespace constant below.
+//! * [`keytype`]: the key types accepted (ed25519, ECDSA P-256/P-384, RSA
+//!   2048-4096, security keys) and their checks.
+//! * [`keys`]: generating (ed25519), writing and loading OpenSSH key files.
+//! * [`requester`]: a requester's key as people hold it (a file, ssh-agent,
+//!   a passphrase-protected key, a security key) and the [`Signer`] trait;
+//!   [`openssh`] runs `ssh-add` / `ssh-keygen -Y sign` for the paths that
+//!   need OpenSSH.
 //! * [`allowed_signers`]: git's / OpenSSH's `allowed_signers` file, which maps
 //!   keys to principals, optionally restricted to namespaces and validity
 //!   windows.
@@ -23,17 +29,22 @@
 pub mod allowed_signers;
 mod error;
 pub mod keys;
+pub mod keytype;
+pub mod openssh;
 mod pattern;
 pub mod policy;
+pub mod requester;
 pub mod sshsig;
 
 pub use allowed_signers::{AllowedSigners, SignerEntry};
 pub use error::SigError;
 pub use keys::{
-    fingerprint, generate_ed25519, load_private_key, load_public_key, public_key_line,
-    write_keypair,
+    KeyFile, fingerprint, generate_ed25519, load_private_key, load_public_key, parse_public_text,
+    public_key_line, read_key_file, write_keypair,
 };
+pub use keytype::{SUPPORTED_KEY_TYPES, key_type};
 pub use policy::Policy;
+pub use requester::{RequesterKey, ResolveOptions, Signer, SigningPath};
 pub use sshsig::{sign, verify};
 
 /// Namespace of signatures over request manifests (`request.json`).
