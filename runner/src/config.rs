@@ -73,6 +73,9 @@ pub struct Config {
     /// and a token; skipped otherwise).
     #[serde(default)]
     pub github: Option<macbridge_bus::github::GitHubConfig>,
+    /// How workload presets are confined (docs/OPS.md, docs/SECURITY.md).
+    #[serde(default)]
+    pub workload_sandbox: crate::sandbox::SandboxConfig,
 }
 
 fn default_poll() -> f64 {
@@ -133,6 +136,14 @@ impl Config {
             *p = absolutize(base, p);
         }
         if let Some(p) = config.engine.as_mut() {
+            *p = absolutize(base, p);
+        }
+        let sandbox = &mut config.workload_sandbox;
+        for p in sandbox
+            .read_paths
+            .iter_mut()
+            .chain(&mut sandbox.write_paths)
+        {
             *p = absolutize(base, p);
         }
         config.check()?;

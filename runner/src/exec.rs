@@ -1,7 +1,8 @@
 //! Running one job: argv only (never a shell), a scrubbed environment, its own process group,
 //! output to files, and a stop ladder (SIGINT, SIGTERM, SIGKILL) for timeouts, cancels and
 //! lost leases. When the job's main process ends, whatever it left in its group is killed,
-//! so no orphan outlives its job.
+//! so no orphan outlives its job. A supervisor leads the group and kills it when the runner
+//! dies, even by SIGKILL (`watchdog`); workload jobs may be confined (`sandbox`).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -9,6 +10,8 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::sandbox::Confinement;
 
 /// How to run a job.
 pub struct JobSpec {
@@ -60,15 +63,29 @@ pub struct Outcome {
 }
 
 /// Start the job and wait for it, calling `tick` every `tick_every`.
-pub fn run(spec: &JobSpec, mut tick: impl FnMut() -> Tick) -> std::io::Result<Outcome> {
-    let (program, args) = spec
-        .argv
+#[allow(dead_code)] // The unconfined entry point; job.rs goes through `run_confined`.
+pub fn run(spec: &JobSpec, tick: impl FnMut() -> Tick) -> std::io::Result<Outcome> {
+    run_confined(spec, None, tick)
+}
+
+/// [`run`], with the job entering `confinement` (if any) before it execs.
+pub fn run_confined(
+    spec: &JobSpec,
+    confinement: Option<&Confinement>,
+    mut tick: impl FnMut() -> Tick,
+) -> std::io::Result<Outcome> {
+    let argv = match confinement {
+        Some(c) => c.wrap_argv(&spec.argv),
+        None => spec.argv.clone(),
+    };
+    let (program, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::other("empty argv"))?;
     let stdout = File::create(&spec.stdout_path)?;
     let stderr = File::create(&spec.stderr_path)?;
     let started = Instant::now();
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .current_dir(&spec.cwd)
         .env_clear()
@@ -76,8 +93,20 @@ pub fn run(spec: &JobSpec, mut tick: impl FnMut() -> Tick) -> std::io::Result<Ou
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    if let Some(c) = confinement {
+        // SAFETY: the hook makes only async-signal-safe system calls on prepared data.
+        unsafe {
+            command.pre_exec(c.hook());
+        }
+    }
+    // SAFETY: getpid cannot fail; the watchdog split is async-signal-safe (see watchdog.rs)
+    // and runs after the process group is set and after the sandbox hook.
+    let runner_pid = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || crate::watchdog::split(runner_pid));
+    }
+    let mut child = command.spawn()?;
     let pgid = child.id() as i32;
     // Best effort: without the file only orphan clean-up after a runner crash is lost.
     let _ = std::fs::write(&spec.pid_file, format!("{pgid}\n"));
@@ -187,15 +216,43 @@ pub fn reap_orphan(pid_file: &Path, marker: &str) -> bool {
     ours
 }
 
-fn process_mentions(pid: i32, marker: &str) -> bool {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    if String::from_utf8_lossy(&environ).contains(marker) {
-        return true;
+/// Whether any process in group `pgid` carries `marker` in its environment or command line.
+/// The group leader is the job's supervisor, a fork of the runner, so the members count.
+fn process_mentions(pgid: i32, marker: &str) -> bool {
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised command: state ppid pgrp ...
+            let pgrp = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|s| s.parse::<i32>().ok());
+            if pgrp != Some(pgid) {
+                continue;
+            }
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if String::from_utf8_lossy(&environ).contains(marker) {
+                return true;
+            }
+        }
     }
     Command::new("ps")
-        .args(["-ww", "-o", "command=", "-p", &pid.to_string()])
+        .args(["-ww", "-A", "-o", "pgid=,command="])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(marker))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().any(|line| {
+                let line = line.trim_start();
+                line.split_once(' ')
+                    .is_some_and(|(g, cmd)| g.parse::<i32>() == Ok(pgid) && cmd.contains(marker))
+            })
+        })
         .unwrap_or(false)
 }
 

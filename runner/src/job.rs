@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::exec::{self, Ending, JobSpec, Tick};
 use crate::publish;
 use crate::runner::{Handled, Runner};
+use crate::sandbox::{Confinement, Rules, SandboxError};
 
 /// In a job folder while its job runs: the job's process-group id.
 pub const JOB_PID_FILE: &str = "job.pid";
@@ -74,6 +75,14 @@ pub fn run(
             return Ok(Handled::Refused(reason));
         }
     };
+    let confinement = match confine(runner, &verified, workspace.as_deref(), &out, &tmp) {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = format!("sandbox_unavailable: {e}");
+            publish::refusal(runner, req, ResultState::Failed, &reason, Some(&handle))?;
+            return Ok(Handled::Refused(reason));
+        }
+    };
     let cwd = workspace.clone().unwrap_or_else(|| job_dir.clone());
     let job_record = serde_json::json!({
         "request_id": request_id,
@@ -123,7 +132,7 @@ pub fn run(
     // couple of seconds; jobs shorter than that finish without spending a push on it.
     let first_renewal = heartbeat.min(Duration::from_secs(2));
     let mut next_renewal = Instant::now() + first_renewal;
-    let outcome = exec::run(&spec, || {
+    let outcome = exec::run_confined(&spec, confinement.as_ref(), || {
         // Renewals are pushes and cost a hosted remote's push budget: only every heartbeat.
         // Cancel checks are fetches and cheap: every tick.
         if Instant::now() >= next_renewal {
@@ -205,6 +214,40 @@ pub fn run(
     } else {
         Handled::Abandoned
     })
+}
+
+/// The confinement for a workload job (none for engine presets, or when the operator opted
+/// out); an error when a workload cannot be confined.
+fn confine(
+    runner: &Runner,
+    verified: &VerifiedRequest,
+    workspace: Option<&Path>,
+    out: &Path,
+    tmp: &Path,
+) -> Result<Option<Confinement>, SandboxError> {
+    let (Some(workspace), PresetClass::Workload) = (workspace, verified.preset.class) else {
+        return Ok(None);
+    };
+    let config = &runner.config;
+    if !config.workload_sandbox.enabled {
+        warn!(preset = %verified.preset.name, "workload_sandbox.enabled is false: running the workload unconfined");
+        return Ok(None);
+    }
+    let rules = Rules::for_job(
+        &config.workload_sandbox,
+        &[workspace, out, tmp],
+        &verified.preset.name,
+    );
+    let mut secrets = vec![
+        config.key.as_path(),
+        config.allowed_signers.as_path(),
+        config.work_dir.as_path(),
+    ];
+    secrets.extend(config.policy.as_deref());
+    rules.check_secrets(&secrets)?;
+    let confinement = Confinement::prepare(&rules)?;
+    info!(preset = %verified.preset.name, sandbox = %confinement.describe(), network = rules.network, "workload confined");
+    Ok(Some(confinement))
 }
 
 fn prepare_workspace(

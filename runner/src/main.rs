@@ -18,8 +18,10 @@ mod housekeeping;
 mod job;
 mod publish;
 mod runner;
+mod sandbox;
 mod selftest;
 mod service;
+mod watchdog;
 
 use runner::{Handled, Runner};
 

@@ -1,0 +1,141 @@
+//! The job watchdog: a job dies with its runner, even when the runner is killed with SIGKILL.
+//!
+//! Between `fork` and `exec` of a job the child forks once more. The grandchild goes on to
+//! exec the job; the child stays behind as the job's *supervisor*: it leads the job's process
+//! group, waits for the job, mirrors its exit status (so the runner sees the job's own code or
+//! signal) and, the moment its parent is no longer the runner that started it, kills the whole
+//! group. This works the same on Linux and macOS (no `PR_SET_PDEATHSIG` on macOS); on Linux the
+//! supervisor also asks for a parent-death signal, only to wake up at once instead of at the
+//! next poll. The parent-death signal fires when the *thread* that forked exits, not the
+//! process, so it is used as a wake-up only: `getppid()` decides.
+//!
+//! Everything here runs in a forked child of a multi-threaded process, so it is restricted to
+//! async-signal-safe calls: no allocation, no locks, no `std` I/O.
+
+use std::io;
+
+/// How often the supervisor checks on the job and on its parent.
+const POLL_NANOS: libc::c_long = 50_000_000;
+
+/// Split the forked child into supervisor and job. Returns `Ok(())` in the job (which then
+/// execs); never returns in the supervisor.
+///
+/// # Safety
+/// Call only between `fork` and `exec` (a `pre_exec` hook), after the process group is set.
+pub unsafe fn split(runner_pid: libc::pid_t) -> io::Result<()> {
+    // SAFETY: fork is async-signal-safe; the caller is a pre_exec hook.
+    let job = unsafe { libc::fork() };
+    if job < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if job == 0 {
+        return Ok(());
+    }
+    // SAFETY: as above; supervise only makes async-signal-safe calls.
+    unsafe { supervise(job, runner_pid) }
+}
+
+extern "C" fn wake(_: libc::c_int) {}
+
+unsafe fn supervise(job: libc::pid_t, runner_pid: libc::pid_t) -> ! {
+    // SAFETY: all calls below are async-signal-safe system calls on plain values.
+    unsafe {
+        // std's exec-error pipe (and anything else inherited) must not be held open by a
+        // process that never execs, or the runner's spawn would wait for the whole job.
+        close_from(3);
+        // The stop ladder signals the whole group; the job answers for itself, the supervisor
+        // stays to report how it ended. A handler (not SIG_IGN) so nothing leaks into execs.
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = wake as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+        ] {
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+        #[cfg(target_os = "linux")]
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGUSR1 as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        loop {
+            let mut status: libc::c_int = 0;
+            let r = libc::waitpid(job, &mut status, libc::WNOHANG);
+            if r == job {
+                mirror(status);
+            }
+            if r < 0 && *errno() != libc::EINTR {
+                // The job is gone without a status we can read: end the group.
+                libc::killpg(0, libc::SIGKILL);
+                libc::_exit(127);
+            }
+            if libc::getppid() != runner_pid {
+                // The runner is gone: nobody is holding a lease for this work any more.
+                libc::killpg(0, libc::SIGKILL);
+                libc::_exit(137);
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: POLL_NANOS,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+    }
+}
+
+/// End the supervisor the way the job ended.
+unsafe fn mirror(status: libc::c_int) -> ! {
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+            libc::_exit(128 + sig);
+        }
+        libc::_exit(libc::WEXITSTATUS(status));
+    }
+}
+
+#[cfg(target_os = "linux")]
+unsafe fn errno() -> *mut libc::c_int {
+    // SAFETY: returns the calling thread's errno slot.
+    unsafe { libc::__errno_location() }
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn errno() -> *mut libc::c_int {
+    // SAFETY: returns the calling thread's errno slot.
+    unsafe { libc::__error() }
+}
+
+unsafe fn close_from(first: libc::c_int) {
+    // SAFETY: closing descriptors only.
+    unsafe {
+        #[cfg(target_os = "linux")]
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        ) == 0
+        {
+            return;
+        }
+        let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(256, 65_536) as libc::c_int;
+        for fd in first..max {
+            libc::close(fd);
+        }
+    }
+}
