@@ -14,14 +14,19 @@ use tracing::{info, warn};
 mod config;
 mod doctor;
 mod exec;
+mod fence;
+mod gate;
 mod housekeeping;
 mod job;
+mod lifecycle;
 mod publish;
 mod runner;
+mod scan;
 mod selftest;
 mod service;
 
-use runner::{Handled, Runner};
+use lifecycle::Handled;
+use runner::Runner;
 
 #[derive(Parser)]
 #[command(

@@ -14,6 +14,7 @@ mod forgery;
 mod happy;
 mod harness;
 mod limits;
+mod partition;
 mod queue;
 mod race;
 mod refusals_manifest;

@@ -13,11 +13,16 @@
 //! * [`craft`]: canonical JSON, timestamps, manifests, `ssh-keygen` signatures.
 //! * [`world`]: one isolated bus + keys + runner config per test.
 //! * [`fleet`]: several runners on one world's bus; queue, cancel and state polling.
+//! * [`gitd`]: `git daemon` serving a bus over TCP; [`flaky`]: a fault-injecting TCP proxy;
+//!   [`netns`]: network namespaces and veth links a test can cut.
 
 pub mod bins;
 pub mod craft;
+pub mod flaky;
 pub mod fleet;
+pub mod gitd;
 pub mod gitx;
+pub mod netns;
 pub mod proc;
 pub mod world;
 
