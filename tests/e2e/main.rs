@@ -10,6 +10,7 @@ mod cleanup;
 mod client_cli;
 mod evidence_gate;
 mod faults;
+mod flaky_remote;
 mod forgery;
 mod happy;
 mod harness;

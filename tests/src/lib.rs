@@ -13,10 +13,12 @@
 //! * [`craft`]: canonical JSON, timestamps, manifests, `ssh-keygen` signatures.
 //! * [`world`]: one isolated bus + keys + runner config per test.
 //! * [`fleet`]: several runners on one world's bus; queue, cancel and state polling.
+//! * [`census`]: after a fault run, results, executions, duplicates and latency per request.
 //! * [`gitd`]: `git daemon` serving a bus over TCP; [`flaky`]: a fault-injecting TCP proxy;
 //!   [`netns`]: network namespaces and veth links a test can cut.
 
 pub mod bins;
+pub mod census;
 pub mod craft;
 pub mod flaky;
 pub mod fleet;
