@@ -12,6 +12,7 @@ mod evidence_gate;
 mod faults;
 mod flaky_remote;
 mod forgery;
+mod full_disk;
 mod happy;
 mod harness;
 mod limits;
