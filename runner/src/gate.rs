@@ -13,7 +13,13 @@ use crate::exec::Ending;
 use crate::job::{Ended, Prepared};
 use crate::runner::Runner;
 
+/// In a job folder once its job ended and was judged: the result-to-be, so that a runner
+/// killed between the end of the job and the publish publishes it on restart instead of the
+/// request being run again.
+pub const ENDED_FILE: &str = "ended.json";
+
 /// The result-to-be of a job that ended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Judged {
     pub state: ResultState,
     pub reason: Option<String>,
@@ -21,6 +27,38 @@ pub struct Judged {
     pub signal: Option<i32>,
     pub timings: Timings,
     pub verdict: Option<evidence_gate::Verdict>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EndedRecord {
+    request_id: String,
+    attempt: u32,
+    judged: Judged,
+}
+
+/// Record `judged` in the job folder (atomically: temp file + rename). Best effort: without
+/// it, only the restart shortcut is lost.
+pub fn record(job_dir: &Path, request_id: &str, attempt: u32, judged: &Judged) {
+    let record = EndedRecord {
+        request_id: request_id.to_string(),
+        attempt,
+        judged: judged.clone(),
+    };
+    let tmp = job_dir.join(format!("{ENDED_FILE}.partial"));
+    let written = serde_json::to_vec_pretty(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, job_dir.join(ENDED_FILE)));
+    if let Err(e) = written {
+        warn!(dir = %job_dir.display(), error = %e, "could not record the job's end");
+    }
+}
+
+/// The judged end of `request_id`'s attempt `attempt`, if this job folder recorded one.
+pub fn recorded(job_dir: &Path, request_id: &str, attempt: u32) -> Option<Judged> {
+    let bytes = std::fs::read(job_dir.join(ENDED_FILE)).ok()?;
+    let record: EndedRecord = serde_json::from_slice(&bytes).ok()?;
+    (record.request_id == request_id && record.attempt == attempt).then_some(record.judged)
 }
 
 /// Free bytes on the filesystem holding `path` (for unprivileged users), if it can be read.

@@ -16,11 +16,11 @@
 //! fencing), a full disk (Running → Gated as `failed`), a lost lease (Gated → Abandoned).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use macbridge_bus::lease::{self, LeaseHandle, LeaseOutcome};
-use macbridge_bus::manifest::CLOCK_SKEW_SECS;
-use macbridge_bus::records::{LeaseState, ResultState};
+use macbridge_bus::records::{Lease, LeaseState, ResultState};
 use macbridge_bus::verify::{self, RefusalCode, VerifiedRequest};
 use macbridge_bus::view::{self, LeaseOnBus, RequestOnBus};
 use macbridge_bus::{clock, layout};
@@ -42,6 +42,9 @@ pub enum Handled {
     Ran(ResultState),
     /// Lost the claim race: another runner has it.
     Lost,
+    /// Its lease looks lapsed by the wall clock; this runner is watching it stay unchanged
+    /// for its whole duration before taking it over.
+    Watching(String),
     /// Started, then lost the lease (or was told to stop, or fenced itself): nothing published.
     Abandoned,
 }
@@ -76,7 +79,8 @@ pub struct Gated {
     req: RequestOnBus,
     handle: LeaseHandle,
     verified: VerifiedRequest,
-    prepared: Prepared,
+    job_dir: PathBuf,
+    out: PathBuf,
     judged: gate::Judged,
 }
 
@@ -214,25 +218,31 @@ fn verify(runner: &Runner, req: RequestOnBus) -> Stage {
     Stage::Verified(Box::new(Verified { req, verified }))
 }
 
-/// Whether a held lease may be taken over now. Wall clocks alone are not trusted: the lease
-/// must also have stayed at the same tip for its whole duration while this process watched
-/// (so a holder whose clock runs behind cannot look expired early), unless it expired longer
-/// ago than the tolerated clock skew (a runner that just started need not wait forever).
-fn lapsed(runner: &Runner, on_bus: &LeaseOnBus, lease: &macbridge_bus::records::Lease) -> bool {
+/// Whether a held lease may be taken over now: it has lapsed by the wall clock *and* this
+/// process has watched its claim ref stay at the same tip for the lease's whole duration on
+/// its own monotonic clock. The second condition makes take-over safe whatever the offset
+/// between the holder's clock and ours: a holder whose clock runs minutes behind writes an
+/// `expires_at` that is already past, but its renewals keep moving the tip. `Err` says how
+/// much longer to watch.
+fn lapsed(runner: &Runner, on_bus: &LeaseOnBus, lease: &Lease) -> Result<bool, f64> {
     let now = clock::now();
     let Some(expires) = clock::parse(&lease.expires_at) else {
-        return true;
+        return Ok(true);
     };
     if expires >= now {
-        return false;
+        return Ok(false);
     }
     let duration = clock::parse(&lease.renewed_at)
         .map(|renewed| clock::seconds_between(renewed, expires))
         .unwrap_or(runner.config.lease_seconds)
         .clamp(0.0, 24.0 * 3600.0);
     let claim_ref = layout::claim_ref(&lease.request_id);
-    runner.watched_for(&claim_ref, on_bus.tip) >= duration
-        || clock::seconds_between(expires, now) > CLOCK_SKEW_SECS as f64
+    let watched = runner.watched_for(&claim_ref, on_bus.tip);
+    if watched >= duration {
+        Ok(true)
+    } else {
+        Err(duration - watched)
+    }
 }
 
 /// Verified → Claimed, or Refused (a replay), Skipped (held by another runner), Lost (the
@@ -267,9 +277,20 @@ fn claim(runner: &Runner, v: Verified, claims: &BTreeSet<String>) -> anyhow::Res
                 return Ok(refused(req, ResultState::Rejected, reason, None));
             }
             Ok(lease) => {
-                let open = lease.state == LeaseState::Released
-                    || (matches!(lease.state, LeaseState::Claimed | LeaseState::Running)
-                        && lapsed(runner, prev, lease));
+                let open = match lease.state {
+                    LeaseState::Released => true,
+                    LeaseState::Claimed | LeaseState::Running => match lapsed(runner, prev, lease)
+                    {
+                        Ok(open) => open,
+                        Err(left) => {
+                            return Ok(Stage::Done(Handled::Watching(format!(
+                                "lease of {} lapsed by the wall clock; watching it {left:.1} s more before taking over",
+                                lease.runner_id
+                            ))));
+                        }
+                    },
+                    _ => false,
+                };
                 if !open {
                     return Ok(Stage::Done(Handled::Skipped(format!(
                         "held by {} until {}",
@@ -368,11 +389,18 @@ fn run(runner: &Runner, r: Running) -> anyhow::Result<Stage> {
     Ok(match end {
         JobEnd::Ended(ended) => {
             let judged = gate::judge(runner, &verified, &prepared, &ended);
+            gate::record(
+                &prepared.job_dir,
+                &verified.manifest.request_id,
+                ended.handle.lease.attempt,
+                &judged,
+            );
             Stage::Gated(Box::new(Gated {
                 req,
                 handle: ended.handle.clone(),
                 verified,
-                prepared,
+                job_dir: prepared.job_dir,
+                out: prepared.out,
                 judged,
             }))
         }
@@ -401,7 +429,8 @@ fn publish_result(runner: &Runner, g: Gated) -> anyhow::Result<Stage> {
         req,
         handle,
         verified,
-        prepared,
+        job_dir,
+        out,
         judged,
     } = g;
     let state = judged.state;
@@ -418,8 +447,8 @@ fn publish_result(runner: &Runner, g: Gated) -> anyhow::Result<Stage> {
             signal: judged.signal,
             timings: judged.timings,
             verdict: judged.verdict,
-            job_dir: &prepared.job_dir,
-            out_dir: &prepared.out,
+            job_dir: &job_dir,
+            out_dir: &out,
         },
     )?;
     Ok(Stage::Done(if published {
@@ -443,4 +472,48 @@ fn publish_refusal(runner: &Runner, r: Refused) -> anyhow::Result<Stage> {
     } else {
         Handled::Refused(reason)
     }))
+}
+
+/// After a restart: a claim this runner still holds from its earlier life whose job had
+/// already ended (its folder recorded the judged end). Rebuild the `Gated` stage and publish,
+/// so the request is not run a second time. `None`: nothing recorded, or the request no
+/// longer verifies; the caller gives the claim back instead.
+pub fn resume(runner: &Runner, handle: LeaseHandle) -> anyhow::Result<Option<Handled>> {
+    let request_id = handle.lease.request_id.clone();
+    let job_dir = runner.config.jobs_dir().join(&request_id);
+    let Some(judged) = gate::recorded(&job_dir, &request_id, handle.lease.attempt) else {
+        return Ok(None);
+    };
+    let branch = handle.lease.branch.clone();
+    runner.bus.fetch(std::slice::from_ref(&branch))?;
+    let Some(req) = view::read_request(&runner.bus, &branch)? else {
+        return Ok(None);
+    };
+    if req.result.is_some() {
+        return Ok(Some(Handled::Skipped("already answered".to_string())));
+    }
+    // Verified as of when it was claimed: that is when it was accepted.
+    let at = clock::parse(&handle.lease.claimed_at).unwrap_or_else(clock::now);
+    let Ok(verified) = verify::verify_request(
+        &req.branch,
+        req.manifest_bytes.as_deref(),
+        req.signature.as_deref(),
+        &runner.trust,
+        at,
+    ) else {
+        return Ok(None);
+    };
+    info!(request_id = %request_id, attempt = handle.lease.attempt, "publishing the result of a job that ended before the restart");
+    let gated = Gated {
+        req,
+        handle,
+        verified,
+        out: job_dir.join("out"),
+        job_dir,
+        judged,
+    };
+    match publish_result(runner, gated)? {
+        Stage::Done(handled) => Ok(Some(handled)),
+        _ => Ok(None),
+    }
 }

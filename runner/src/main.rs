@@ -348,6 +348,7 @@ fn describe(h: &Handled) -> (&'static str, String) {
         Handled::Refused(why) => ("refused", why.clone()),
         Handled::Ran(state) => ("ran", state.as_str().to_string()),
         Handled::Lost => ("lost", "another runner claimed it first".to_string()),
+        Handled::Watching(why) => ("watching", why.clone()),
         Handled::Abandoned => (
             "abandoned",
             "the lease was lost or the runner stopped mid-job; nothing published".to_string(),

@@ -110,6 +110,11 @@ impl Runner {
                     Handled::Ran(_) | Handled::Refused(_) | Handled::Lost | Handled::Abandoned
                 )
             });
+            // A lease that lapsed by the wall clock is taken over only after watching it for
+            // its whole duration: keep scanning (at the poll interval) until then.
+            let watching = handled
+                .iter()
+                .any(|(_, h)| matches!(h, Handled::Watching(_)));
             for (branch, outcome) in handled {
                 // One line per branch: a later, more decisive outcome replaces an earlier skip.
                 match all
@@ -120,8 +125,13 @@ impl Runner {
                     None => all.push((branch, outcome)),
                 }
             }
-            if !progressed || crate::stop_requested() {
+            if (!progressed && !watching) || crate::stop_requested() {
                 return Ok(all);
+            }
+            if !progressed {
+                std::thread::sleep(std::time::Duration::from_secs_f64(
+                    self.config.poll_seconds.clamp(0.05, 10.0),
+                ));
             }
         }
     }

@@ -8,6 +8,7 @@
 mod cancel;
 mod cleanup;
 mod client_cli;
+mod clock_skew;
 mod evidence_gate;
 mod faults;
 mod flaky_remote;

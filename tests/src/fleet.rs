@@ -369,6 +369,15 @@ impl Member {
             .clone()
     }
 
+    /// `macbridge-runner doctor --json` (whatever its exit code): the `checks` list.
+    pub fn doctor(&self, w: &World) -> Vec<Value> {
+        let out = proc::run(self.command(w, "doctor").arg("--json"), CMD_LIMIT);
+        out.json()["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no checks: {out}"))
+            .clone()
+    }
+
     /// `macbridge-runner cleanup --json`, which must succeed.
     #[track_caller]
     pub fn cleanup(&self, w: &World) -> Value {

@@ -15,7 +15,8 @@
 //! * [`fleet`]: several runners on one world's bus; queue, cancel and state polling.
 //! * [`census`]: after a fault run, results, executions, duplicates and latency per request.
 //! * [`gitd`]: `git daemon` serving a bus over TCP; [`flaky`]: a fault-injecting TCP proxy;
-//!   [`netns`]: network namespaces and veth links a test can cut.
+//!   [`netns`]: network namespaces and veth links a test can cut; [`scenarios`]: fault runs
+//!   shared by the e2e suite and the on-demand chaos binary.
 
 pub mod bins;
 pub mod census;
@@ -26,6 +27,7 @@ pub mod gitd;
 pub mod gitx;
 pub mod netns;
 pub mod proc;
+pub mod scenarios;
 pub mod world;
 
 pub use craft::{Draft, Sealed};
