@@ -60,6 +60,10 @@ pub struct Config {
     /// shorter. Unset: the preset's timeout alone.
     #[serde(default)]
     pub max_job_seconds: Option<f64>,
+    /// A job is stopped (and fails with `disk_full`) when the work folder's filesystem has
+    /// fewer free bytes than this.
+    #[serde(default = "default_min_free")]
+    pub min_free_bytes: u64,
     /// Seconds between SIGINT, SIGTERM and SIGKILL when stopping a job.
     #[serde(default = "default_grace")]
     pub kill_grace_seconds: f64,
@@ -101,6 +105,9 @@ fn default_cleanup() -> f64 {
 }
 fn default_log_cap() -> u64 {
     256 * 1024
+}
+fn default_min_free() -> u64 {
+    16 << 20
 }
 fn default_grace() -> f64 {
     5.0

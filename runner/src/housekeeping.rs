@@ -13,6 +13,7 @@ use macbridge_bus::{clock, layout, presence, view};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::lifecycle;
 use crate::runner::Runner;
 
 /// Most finished requests archived in one push.
@@ -49,6 +50,15 @@ pub fn recover(runner: &Runner) -> anyhow::Result<usize> {
             tip: on_bus.tip,
             lease: lease.clone(),
         };
+        // A job that ended before the restart is published, not run again.
+        match lifecycle::resume(runner, handle.clone()) {
+            Ok(Some(handled)) => {
+                info!(request_id, outcome = ?handled, "finished a job an earlier run left unpublished");
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => warn!(request_id, error = %format!("{e:#}"), "could not publish a job an earlier run finished"),
+        }
         match lease::renew(
             &runner.bus,
             &runner.identity,

@@ -1,5 +1,6 @@
-//! Running a claimed request: prepare its folder, run the preset's argv with heartbeats,
-//! judge the reports, and publish the result.
+//! Running a claimed request's job: prepare its folder and argv, then run it with heartbeats
+//! that renew the lease, watch for a cancel, the disk filling up, and the lease lapsing (the
+//! runner fences itself off when it cannot renew; see `fence`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,15 +9,16 @@ use anyhow::Context;
 use macbridge_bus::clock;
 use macbridge_bus::git::Oid;
 use macbridge_bus::lease::LeaseHandle;
-use macbridge_bus::records::{LeaseState, ResultState, Timings};
+use macbridge_bus::records::{LeaseState, ResultState};
 use macbridge_bus::verify::VerifiedRequest;
 use macbridge_bus::view::{self, RequestOnBus};
 use macbridge_presets::{PresetClass, RenderContext};
 use tracing::{info, warn};
 
 use crate::exec::{self, Ending, JobSpec, Tick};
-use crate::publish;
-use crate::runner::{Handled, Runner};
+use crate::fence::{self, LeaseClock};
+use crate::gate;
+use crate::runner::Runner;
 use crate::sandbox::{Confinement, Rules, SandboxError};
 
 /// In a job folder while its job runs: the job's process-group id.
@@ -24,6 +26,47 @@ pub const JOB_PID_FILE: &str = "job.pid";
 
 /// Bytes of log tail carried by each heartbeat.
 const HEARTBEAT_TAIL_BYTES: u64 = 4096;
+
+/// A job ready to start.
+pub struct Prepared {
+    pub job_dir: PathBuf,
+    pub out: PathBuf,
+    pub tmp: PathBuf,
+    pub spec: JobSpec,
+    pub claimed_at: String,
+    /// The sandbox a workload runs in (none for engine presets or when the operator opted out).
+    pub confinement: Option<Confinement>,
+}
+
+/// Why a claimed request cannot start: it ends with this result.
+pub struct NotStarted {
+    pub state: ResultState,
+    pub reason: String,
+}
+
+/// A job that ran to its end (by itself, or stopped by a timeout, a cancel, an output cap
+/// or a full disk) while this runner still held the lease.
+pub struct Ended {
+    pub outcome: exec::Outcome,
+    pub handle: LeaseHandle,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Free bytes in the work folder when the job was stopped for lack of space.
+    pub disk_full: Option<u64>,
+}
+
+/// How running a job ended.
+pub enum JobEnd {
+    Ended(Box<Ended>),
+    /// The job could not be started at all (its lease is still held: a result is due).
+    NotStarted(LeaseHandle, NotStarted),
+    /// A renewal was rejected: someone else holds the request now.
+    LeaseLost,
+    /// Renewals kept failing and the lease was about to lapse: the job was stopped.
+    Fenced,
+    /// The runner is shutting down: the job was stopped; give the request back.
+    Released(LeaseHandle),
+}
 
 /// The argv for a verified request, with `out` as the report folder.
 fn render_argv(
@@ -43,47 +86,43 @@ fn render_argv(
     )
 }
 
-/// Run a claimed request to its end and publish the result.
-pub fn run(
+/// Make the job folder, check out a workload, render the argv and record `job.json`.
+pub fn prepare(
     runner: &Runner,
     req: &RequestOnBus,
-    verified: VerifiedRequest,
-    handle: LeaseHandle,
-) -> anyhow::Result<Handled> {
-    let claimed_at = handle.lease.claimed_at.clone();
+    verified: &VerifiedRequest,
+    handle: &LeaseHandle,
+) -> Result<Prepared, NotStarted> {
+    let failed = |e: anyhow::Error| NotStarted {
+        state: ResultState::Failed,
+        reason: format!("could not prepare the job folder: {e:#}"),
+    };
     let request_id = verified.manifest.request_id.clone();
-    let job_dir = prepare_job_dir(runner, &request_id, handle.lease.attempt)?;
+    let job_dir = prepare_job_dir(runner, &request_id, handle.lease.attempt).map_err(failed)?;
     let out = job_dir.join("out");
     let tmp = job_dir.join("tmp");
     for dir in [&out, &tmp] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .map_err(failed)?;
     }
-    // Anything that stops the job from starting still ends the request with a result.
-    let workspace = match prepare_workspace(runner, &verified, &job_dir) {
-        Ok(w) => w,
-        Err(e) => {
-            let reason = format!("bad_workload: {e:#}");
-            publish::refusal(runner, req, ResultState::Rejected, &reason, Some(&handle))?;
-            return Ok(Handled::Refused(reason));
+    let workspace = prepare_workspace(runner, verified, &job_dir).map_err(|e| NotStarted {
+        state: ResultState::Rejected,
+        reason: format!("bad_workload: {e:#}"),
+    })?;
+    let argv = render_argv(runner, verified, &out, workspace.as_deref()).map_err(|e| {
+        NotStarted {
+            state: ResultState::Rejected,
+            reason: format!("{}: {e}", e.code()),
         }
-    };
-    let argv = match render_argv(runner, &verified, &out, workspace.as_deref()) {
-        Ok(argv) => argv,
-        Err(e) => {
-            let reason = format!("{}: {e}", e.code());
-            publish::refusal(runner, req, ResultState::Rejected, &reason, Some(&handle))?;
-            return Ok(Handled::Refused(reason));
-        }
-    };
-    let confinement = match confine(runner, &verified, workspace.as_deref(), &out, &tmp) {
-        Ok(c) => c,
-        Err(e) => {
-            let reason = format!("sandbox_unavailable: {e}");
-            publish::refusal(runner, req, ResultState::Failed, &reason, Some(&handle))?;
-            return Ok(Handled::Refused(reason));
-        }
-    };
+    })?;
+    let confinement =
+        confine(runner, verified, workspace.as_deref(), &out, &tmp).map_err(|e| NotStarted {
+            state: ResultState::Failed,
+            reason: format!("sandbox_unavailable: {e}"),
+        })?;
     let cwd = workspace.clone().unwrap_or_else(|| job_dir.clone());
+    let claimed_at = handle.lease.claimed_at.clone();
     let job_record = serde_json::json!({
         "request_id": request_id,
         "branch": req.branch,
@@ -98,13 +137,8 @@ pub fn run(
         job_dir.join("job.json"),
         serde_json::to_vec_pretty(&job_record).unwrap_or_default(),
     )
-    .with_context(|| format!("writing {}", job_dir.join("job.json").display()))?;
-
-    // The lease stays `claimed` until the first heartbeat marks it `running`: one push per job
-    // saved, which matters on a hosted remote's push budget.
-    let mut handle = handle;
-    let started_at = clock::format(clock::now());
-    info!(request_id = %request_id, argv = ?argv, "starting job");
+    .with_context(|| format!("writing {}", job_dir.join("job.json").display()))
+    .map_err(failed)?;
     let spec = JobSpec {
         argv,
         cwd,
@@ -127,93 +161,161 @@ pub fn run(
             .max(64 << 20),
         pid_file: job_dir.join(JOB_PID_FILE),
     };
+    Ok(Prepared {
+        job_dir,
+        out,
+        tmp,
+        spec,
+        claimed_at,
+        confinement,
+    })
+}
+
+/// Run a prepared job to its end. `sent_at` is when the push that wrote `handle` was sent:
+/// the lease is counted from then.
+pub fn execute(
+    runner: &Runner,
+    req: &RequestOnBus,
+    verified: &VerifiedRequest,
+    handle: LeaseHandle,
+    sent_at: Instant,
+    prepared: &Prepared,
+) -> JobEnd {
+    let request_id = verified.manifest.request_id.as_str();
+    let spec = &prepared.spec;
+    let attempt = handle.lease.attempt;
+    let mut handle = handle;
     let heartbeat = Duration::from_secs_f64(runner.config.heartbeat_seconds);
-    // The first renewal (claimed → running) comes early, so `status` says `running` within a
-    // couple of seconds; jobs shorter than that finish without spending a push on it.
-    let first_renewal = heartbeat.min(Duration::from_secs(2));
-    let mut next_renewal = Instant::now() + first_renewal;
-    let outcome = exec::run_confined(&spec, confinement.as_ref(), || {
-        // Renewals are pushes and cost a hosted remote's push budget: only every heartbeat.
-        // Cancel checks are fetches and cheap: every tick.
-        if Instant::now() >= next_renewal {
+    let margin = fence::margin(
+        runner.config.lease_seconds,
+        runner.config.kill_grace_seconds,
+        spec.tick_every,
+    );
+    let mut lease = LeaseClock::new(runner.config.lease_seconds, margin, sent_at);
+    // The lease stays `claimed` until the first heartbeat marks it `running`: one push per job
+    // saved, which matters on a hosted remote's push budget. That first renewal comes early,
+    // so `status` says `running` within a couple of seconds.
+    let mut next_renewal = Instant::now() + heartbeat.min(Duration::from_secs(2));
+    let (mut lost, mut fenced, mut disk_full) = (false, false, None);
+    let started_at = clock::format(clock::now());
+    info!(request_id, argv = ?spec.argv, "starting job");
+    let fence_now = |lease: &LeaseClock, fenced: &mut bool| -> bool {
+        let Some(why) = lease.must_stop(Instant::now()) else {
+            return false;
+        };
+        warn!(
+            request_id,
+            attempt,
+            failing_for_s = format!("{:.1}", why.failing_for),
+            lapses_in_s = format!("{:.1}", why.lapses_in),
+            "fencing: the lease cannot be renewed and lapses soon; stopping the job now, \
+             nothing will be published for this attempt"
+        );
+        *fenced = true;
+        true
+    };
+    let ran = exec::run_confined(spec, prepared.confinement.as_ref(), || {
+        if fence_now(&lease, &mut fenced) {
+            return Tick::Abandon;
+        }
+        if let Some(free) = gate::low_disk(runner) {
+            warn!(request_id, free_bytes = free, "the work folder is full: stopping the job");
+            disk_full = Some(free);
+            return Tick::Cancel;
+        }
+        // Renewals are pushes and cost a hosted remote's push budget: only every heartbeat,
+        // or every tick while they fail. Cancel checks are fetches and cheap: every tick.
+        if Instant::now() >= next_renewal || lease.failing() {
             let tail = exec::tail(&spec.stderr_path, HEARTBEAT_TAIL_BYTES / 2)
                 + &exec::tail(&spec.stdout_path, HEARTBEAT_TAIL_BYTES / 2);
-            match runner.renew(&handle, LeaseState::Running, Some(&tail)) {
+            let sent = Instant::now();
+            let renewal = runner.bus.within(lease.call_limit(sent), |_| {
+                runner.renew(&handle, LeaseState::Running, Some(&tail))
+            });
+            match renewal {
                 Ok(Some(renewed)) => {
+                    if lease.failing() {
+                        info!(request_id, "lease renewed again after failures");
+                    }
                     handle = renewed;
+                    lease.renewed(sent);
                     next_renewal = Instant::now() + heartbeat;
                 }
-                Ok(None) => {
-                    warn!(request_id = %request_id, "lease lost: stopping the job, publishing nothing");
-                    return Tick::Abandon;
-                }
-                // A transport hiccup: keep going and try again at the next tick. If the lease
-                // expires meanwhile and someone re-claims, the next renewal is rejected.
+                Ok(None) => match runner.bus.within(lease.call_limit(Instant::now()), |_| {
+                    runner.adopt(&handle)
+                }) {
+                    // Our previous renewal went through after all: renew on top of it next tick.
+                    Ok(Some(ours)) => {
+                        handle = ours;
+                        lease.renewal_failed(sent);
+                    }
+                    Ok(None) => {
+                        warn!(request_id, "lease lost: stopping the job, publishing nothing");
+                        lost = true;
+                        return Tick::Abandon;
+                    }
+                    Err(e) => {
+                        lease.renewal_failed(sent);
+                        warn!(request_id, error = %format!("{e:#}"), "heartbeat rejected and the claim unreadable");
+                    }
+                },
                 Err(e) => {
-                    warn!(request_id = %request_id, error = %format!("{e:#}"), "heartbeat failed")
+                    lease.renewal_failed(sent);
+                    warn!(request_id, error = %format!("{e:#}"), "heartbeat failed; the lease is not extended");
                 }
             }
+            if fence_now(&lease, &mut fenced) {
+                return Tick::Abandon;
+            }
         }
-        if cancel_requested(runner, &req.branch) {
-            info!(request_id = %request_id, "cancel requested: stopping the job");
+        // While renewals fail the remote is unreachable: a cancel could not be read either.
+        if !lease.failing()
+            && runner.bus.within(lease.call_limit(Instant::now()), |_| {
+                cancel_requested(runner, &req.branch)
+            })
+        {
+            info!(request_id, "cancel requested: stopping the job");
             return Tick::Cancel;
         }
         if crate::stop_requested() {
-            info!(request_id = %request_id, "runner stopping: releasing the job");
+            info!(request_id, "runner stopping: releasing the job");
             return Tick::Release;
         }
         Tick::Continue
-    })
-    .with_context(|| format!("starting {:?}", spec.argv.first()))?;
-    if outcome.ending == Ending::Abandoned {
-        return Ok(Handled::Abandoned);
-    }
-    if outcome.ending == Ending::Released {
-        // Give the request back so another runner (or this one, restarted) takes it at once
-        // instead of waiting for the lease to expire. Its partial output is not published.
-        let _ = macbridge_bus::lease::renew(
-            &runner.bus,
-            &runner.identity,
-            &handle,
-            LeaseState::Released,
-            runner.config.lease_seconds,
-            None,
-            Some("runner shut down during the job".to_string()),
-        );
-        return Ok(Handled::Abandoned);
-    }
-    let finished_at = clock::format(clock::now());
-    let timings = Timings {
-        claimed_at: Some(claimed_at),
-        started_at: Some(started_at),
-        finished_at: Some(finished_at),
-        run_seconds: Some((outcome.run_time.as_secs_f64() * 1000.0).round() / 1000.0),
+    });
+    let outcome = match ran {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let reason = format!("could not start {:?}: {e}", spec.argv.first());
+            return JobEnd::NotStarted(
+                handle,
+                NotStarted {
+                    state: ResultState::Failed,
+                    reason,
+                },
+            );
+        }
     };
-    let verdict = (!verified.preset.reports.is_empty() || has_json(&out))
-        .then(|| evidence_gate::check_dir(&out, &verified.preset.reports));
-    let (state, reason) = judge(&outcome, verdict.as_ref(), spec.timeout.as_secs_f64());
-    info!(request_id = %request_id, state = state.as_str(), reason = ?reason, "job finished");
-    let published = publish::job_result(
-        runner,
-        req,
-        &verified,
-        &handle,
-        publish::JobFacts {
-            state,
-            reason,
-            exit_code: outcome.exit_code,
-            signal: outcome.signal,
-            timings,
-            verdict,
-            job_dir: &job_dir,
-            out_dir: &out,
-        },
-    )?;
-    Ok(if published {
-        Handled::Ran(state)
-    } else {
-        Handled::Abandoned
-    })
+    match outcome.ending {
+        Ending::Abandoned if fenced => {
+            warn!(request_id, attempt, "job stopped by fencing; its output stays in the job folder");
+            JobEnd::Fenced
+        }
+        Ending::Abandoned => {
+            if !lost {
+                warn!(request_id, "job abandoned");
+            }
+            JobEnd::LeaseLost
+        }
+        Ending::Released => JobEnd::Released(handle),
+        _ => JobEnd::Ended(Box::new(Ended {
+            outcome,
+            handle,
+            started_at,
+            finished_at: clock::format(clock::now()),
+            disk_full,
+        })),
+    }
 }
 
 /// The confinement for a workload job (none for engine presets, or when the operator opted
@@ -265,64 +367,6 @@ fn prepare_workspace(
     macbridge_bus::git::checkout_commit(runner.bus.repo(), commit, &dir)
         .with_context(|| format!("checking out workload {commit}"))?;
     Ok(Some(dir))
-}
-
-fn judge(
-    outcome: &exec::Outcome,
-    verdict: Option<&evidence_gate::Verdict>,
-    timeout: f64,
-) -> (ResultState, Option<String>) {
-    match outcome.ending {
-        Ending::Exited(0) => match verdict {
-            Some(v) if !v.passed => (
-                ResultState::Failed,
-                Some(format!("evidence gate: {}", gate_reason(v))),
-            ),
-            _ => (ResultState::Done, None),
-        },
-        Ending::Exited(code) => (ResultState::Failed, Some(format!("exit code {code}"))),
-        Ending::Signalled(sig) => (ResultState::Failed, Some(format!("killed by signal {sig}"))),
-        Ending::TimedOut => (
-            ResultState::TimedOut,
-            Some(format!("timed out after its {timeout} s limit")),
-        ),
-        Ending::Cancelled => (
-            ResultState::Cancelled,
-            Some("cancelled by the requester".to_string()),
-        ),
-        Ending::OutputLimit => (
-            ResultState::Failed,
-            Some("stopped: the job's output exceeded the runner's limit".to_string()),
-        ),
-        Ending::Abandoned | Ending::Released => {
-            (ResultState::Failed, Some("lease lost".to_string()))
-        }
-    }
-}
-
-fn gate_reason(verdict: &evidence_gate::Verdict) -> String {
-    let mut parts: Vec<String> = verdict
-        .violations
-        .iter()
-        .map(|v| format!("[{}] {}", v.code, v.message))
-        .collect();
-    for report in verdict.reports.iter().filter(|r| !r.passed) {
-        for v in &report.violations {
-            parts.push(format!("{}: [{}] {}", report.path, v.code, v.message));
-        }
-    }
-    parts.truncate(5);
-    parts.join("; ")
-}
-
-fn has_json(dir: &Path) -> bool {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        })
-        .unwrap_or(false)
 }
 
 /// The job's folder: `work_dir/jobs/<request_id>/`. A folder left by an earlier attempt on

@@ -14,16 +14,21 @@ use tracing::{info, warn};
 mod config;
 mod doctor;
 mod exec;
+mod fence;
+mod gate;
 mod housekeeping;
 mod job;
+mod lifecycle;
 mod publish;
 mod runner;
 mod sandbox;
+mod scan;
 mod selftest;
 mod service;
 mod watchdog;
 
-use runner::{Handled, Runner};
+use lifecycle::Handled;
+use runner::Runner;
 
 #[derive(Parser)]
 #[command(
@@ -345,6 +350,7 @@ fn describe(h: &Handled) -> (&'static str, String) {
         Handled::Refused(why) => ("refused", why.clone()),
         Handled::Ran(state) => ("ran", state.as_str().to_string()),
         Handled::Lost => ("lost", "another runner claimed it first".to_string()),
+        Handled::Watching(why) => ("watching", why.clone()),
         Handled::Abandoned => (
             "abandoned",
             "the lease was lost or the runner stopped mid-job; nothing published".to_string(),

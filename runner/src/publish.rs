@@ -165,6 +165,7 @@ fn push_with_retries(
     files: Vec<TreeChange>,
 ) -> anyhow::Result<bool> {
     let mut tip = req.tip;
+    let mut held = handle.cloned();
     let mut failures = 0u32;
     for _ in 0..64 {
         record.published_at = clock::format(clock::now());
@@ -173,7 +174,7 @@ fn push_with_retries(
             &runner.identity,
             &req.branch,
             tip,
-            handle,
+            held.as_ref(),
             &record,
             files.clone(),
         ) {
@@ -192,8 +193,14 @@ fn push_with_retries(
                 return Ok(true);
             }
             Ok(PublishOutcome::LeaseLost) => {
-                warn!(branch = %req.branch, "lease lost before publishing; result dropped");
-                return Ok(false);
+                // The claim may have moved to our own last renewal (its answer lost).
+                match held.as_ref().map(|h| runner.adopt(h)).transpose()?.flatten() {
+                    Some(ours) => held = Some(ours),
+                    None => {
+                        warn!(branch = %req.branch, "lease lost before publishing; result dropped");
+                        return Ok(false);
+                    }
+                }
             }
             Ok(PublishOutcome::BranchMoved) => {
                 runner.bus.fetch(std::slice::from_ref(&req.branch))?;
@@ -206,7 +213,8 @@ fn push_with_retries(
                 failures += 1;
                 // Keep trying while our lease still protects the request (nobody else may
                 // publish until it expires); a refusal without a lease tries a few times.
-                let lease_left = handle
+                let lease_left = held
+                    .as_ref()
                     .and_then(|h| clock::parse(&h.lease.expires_at))
                     .map(|t| clock::seconds_between(clock::now(), t))
                     .unwrap_or(0.0);

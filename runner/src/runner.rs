@@ -1,37 +1,22 @@
-//! One runner: scan the bus, decide per request (refuse, skip, claim), run, gate, publish.
+//! The runner's context: its config, bus, identity and trust, shared by every stage of a
+//! request's lifecycle (`lifecycle`), the scan (`scan`), jobs (`job`) and publishing
+//! (`publish`). It depends on none of them, so those modules form no import circle.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Context;
-use macbridge_bus::git::Bus;
+use macbridge_bus::git::{Bus, Oid};
 use macbridge_bus::lease::{self, LeaseHandle, LeaseOutcome, RunnerIdentity};
-use macbridge_bus::records::{LeaseState, ResultState};
+use macbridge_bus::records::LeaseState;
 use macbridge_bus::sig::{self, AllowedSigners, Policy};
-use macbridge_bus::verify::{self, RefusalCode, Trust};
-use macbridge_bus::view::{self, RequestOnBus};
-use macbridge_bus::{clock, layout};
-use sha2::{Digest, Sha256};
-use tracing::{debug, info, warn};
+use macbridge_bus::verify::Trust;
+use macbridge_bus::view;
+use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::job;
-use crate::publish;
-
-/// What happened to one request branch during a scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handled {
-    /// Already answered, or someone else holds it, or this runner cannot serve it.
-    Skipped(String),
-    /// Refused with a recorded result.
-    Refused(String),
-    /// Ran and published a result in this state.
-    Ran(ResultState),
-    /// Lost the claim race: another runner has it.
-    Lost,
-    /// Started, then lost the lease (or was told to stop): nothing published.
-    Abandoned,
-}
 
 pub struct Runner {
     pub config: Config,
@@ -40,7 +25,11 @@ pub struct Runner {
     pub trust: Trust,
     pub engine: PathBuf,
     /// Branch tips already known to be answered, so later scans skip them cheaply.
-    finished: std::cell::RefCell<BTreeSet<String>>,
+    pub(crate) finished: RefCell<BTreeSet<String>>,
+    /// Each claim ref's tip as listed by the scans, and since when (this process's monotonic
+    /// clock) it has been that tip: a lease is taken over only after watching it unchanged
+    /// for its whole duration, which no wall-clock offset can shorten.
+    pub(crate) watched: RefCell<BTreeMap<String, (Oid, Instant)>>,
 }
 
 impl Runner {
@@ -79,258 +68,8 @@ impl Runner {
             },
             engine,
             finished: Default::default(),
+            watched: Default::default(),
         })
-    }
-
-    /// Look at every request branch (or just `only`) and handle what is pending, stopping
-    /// after the first job that ran (see [`Runner::drain`] to go on until nothing is left).
-    pub fn scan(&self, only: Option<&str>) -> anyhow::Result<Vec<(String, Handled)>> {
-        let refs = self
-            .bus
-            .ls_remote(&[layout::REQUEST_GLOB, layout::CLAIM_GLOB])
-            .context("listing the bus")?;
-        let mut branches = Vec::new();
-        let mut to_fetch = Vec::new();
-        // Claims as they are on the remote right now; a claim ref deleted on the remote may
-        // still linger in the cache, so the cache alone is not consulted.
-        let claims: BTreeSet<String> = refs
-            .iter()
-            .filter(|(n, _)| n.starts_with(layout::CLAIM_PREFIX))
-            .map(|(n, _)| n.clone())
-            .collect();
-        // Forget answered tips of branches that are gone (archived), so the set stays small.
-        let live: BTreeSet<String> = refs.iter().map(|(n, o)| format!("{n}@{o}")).collect();
-        self.finished.borrow_mut().retain(|k| live.contains(k));
-        for (name, oid) in &refs {
-            let is_branch = name.starts_with("refs/heads/mac-bridge/");
-            if is_branch {
-                if only.is_some_and(|b| b != name) {
-                    continue;
-                }
-                let key = format!("{name}@{oid}");
-                if self.finished.borrow().contains(&key) {
-                    continue;
-                }
-                branches.push((name.clone(), *oid));
-            }
-            if self.bus.fetched(name) != Some(*oid) {
-                to_fetch.push(name.clone());
-            }
-        }
-        self.bus.fetch(&to_fetch).context("fetching the bus")?;
-        // Oldest first, so a burst drains in order; among requests issued in the same second
-        // each runner uses its own order, so racing runners spread over the burst instead of
-        // all fighting for the same request.
-        let mut pending = Vec::new();
-        for (branch, oid) in branches {
-            match view::read_request(&self.bus, &branch)? {
-                Some(req) if req.result.is_some() => {
-                    self.finished.borrow_mut().insert(format!("{branch}@{oid}"));
-                }
-                Some(req) => {
-                    let issued = req
-                        .manifest
-                        .as_ref()
-                        .map(|m| m.issued_at.clone())
-                        .unwrap_or_default();
-                    let spread = hex::encode(Sha256::digest(
-                        format!("{}\n{branch}", self.config.runner_id).as_bytes(),
-                    ));
-                    pending.push(((issued, spread), req));
-                }
-                None => {}
-            }
-        }
-        pending.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut handled = Vec::new();
-        for (_, req) in pending {
-            let branch = req.branch.clone();
-            let outcome = self.handle(req, &claims).unwrap_or_else(|e| {
-                warn!(branch = %branch, error = %format!("{e:#}"), "could not handle request");
-                Handled::Skipped(format!("error: {e:#}"))
-            });
-            debug!(branch = %branch, outcome = ?outcome, "handled");
-            let ran = matches!(outcome, Handled::Ran(_) | Handled::Abandoned);
-            handled.push((branch, outcome));
-            // A job takes time: what this scan read about the other requests may be stale
-            // now, so stop here and let the caller scan afresh.
-            if ran {
-                break;
-            }
-        }
-        Ok(handled)
-    }
-
-    /// Scan repeatedly until a scan finds nothing more to do; returns everything handled.
-    pub fn drain(&self, only: Option<&str>) -> anyhow::Result<Vec<(String, Handled)>> {
-        let mut all = Vec::new();
-        loop {
-            let handled = self.scan(only)?;
-            let progressed = handled.iter().any(|(_, h)| {
-                matches!(
-                    h,
-                    Handled::Ran(_) | Handled::Refused(_) | Handled::Lost | Handled::Abandoned
-                )
-            });
-            for (branch, outcome) in handled {
-                // One line per branch: a later, more decisive outcome replaces an earlier skip.
-                match all
-                    .iter_mut()
-                    .find(|(b, _): &&mut (String, Handled)| *b == branch)
-                {
-                    Some(slot) => slot.1 = outcome,
-                    None => all.push((branch, outcome)),
-                }
-            }
-            if !progressed || crate::stop_requested() {
-                return Ok(all);
-            }
-        }
-    }
-
-    fn handle(&self, req: RequestOnBus, claims: &BTreeSet<String>) -> anyhow::Result<Handled> {
-        let now = clock::now();
-        if let Some(size) = req.manifest_too_large {
-            let reason =
-                verify::Refusal::new(RefusalCode::InvalidManifest, view::too_large_message(size))
-                    .reason();
-            publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
-            return Ok(Handled::Refused(reason));
-        }
-        let verified = match verify::verify_request(
-            &req.branch,
-            req.manifest_bytes.as_deref(),
-            req.signature.as_deref(),
-            &self.trust,
-            now,
-        ) {
-            Ok(v) => v,
-            Err(refusal) => {
-                let state = if refusal.code == RefusalCode::Expired {
-                    ResultState::Expired
-                } else {
-                    ResultState::Rejected
-                };
-                info!(branch = %req.branch, reason = %refusal, "refusing request");
-                publish::refusal(self, &req, state, &refusal.reason(), None)?;
-                return Ok(Handled::Refused(refusal.reason()));
-            }
-        };
-        let mut needed = verified.manifest.labels.clone();
-        needed.extend(verified.preset.labels.iter().cloned());
-        if !verify::labels_satisfied(&needed, &self.config.labels) {
-            return Ok(Handled::Skipped(format!(
-                "needs labels {needed:?}; this runner has {:?}",
-                self.config.labels
-            )));
-        }
-        // A preset this runner cannot fill in (a model directory it was never given) is refused
-        // before anything is claimed or started.
-        let missing: Vec<String> = verified
-            .preset
-            .required_env()
-            .into_iter()
-            .filter(|name| self.config.env.get(name).is_none_or(|v| v.is_empty()))
-            .collect();
-        if !missing.is_empty() {
-            let reason = format!(
-                "{}: preset {} needs runner env {} (set it under `env:` in the runner config)",
-                RefusalCode::MissingEnv.as_str(),
-                verified.preset.name,
-                missing.join(", ")
-            );
-            publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
-            return Ok(Handled::Refused(reason));
-        }
-        let request_id = verified.manifest.request_id.clone();
-        // The scan fetched every claim it listed. A claim made since then makes our create-only
-        // push fail, and a lease renewed since then makes our re-claim fail: both are `Lost`.
-        let previous = if claims.contains(&layout::claim_ref(&request_id)) {
-            view::read_lease(&self.bus, &request_id)?
-        } else {
-            None
-        };
-        let mut reclaim = None;
-        if let Some(prev) = &previous {
-            match &prev.lease {
-                Ok(lease) if lease.branch != req.branch => {
-                    let reason = format!(
-                        "replay: request {request_id} was already claimed for {}",
-                        lease.branch
-                    );
-                    publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
-                    return Ok(Handled::Refused(reason));
-                }
-                Ok(lease) if lease.state == LeaseState::Done => {
-                    // Results are published atomically with `done`, so a finished claim with
-                    // no result on the branch means the branch was re-created: a replay.
-                    let reason = format!(
-                        "replay: request {request_id} already finished (claim closed by {})",
-                        lease.runner_id
-                    );
-                    publish::refusal(self, &req, ResultState::Rejected, &reason, None)?;
-                    return Ok(Handled::Refused(reason));
-                }
-                Ok(lease) => {
-                    let expired = clock::parse(&lease.expires_at).is_none_or(|t| t < now);
-                    let open = matches!(lease.state, LeaseState::Released)
-                        || (matches!(lease.state, LeaseState::Claimed | LeaseState::Running)
-                            && expired);
-                    if !open {
-                        return Ok(Handled::Skipped(format!(
-                            "held by {} until {}",
-                            lease.runner_id, lease.expires_at
-                        )));
-                    }
-                    reclaim = Some((prev, lease.attempt));
-                }
-                Err(e) => {
-                    return Ok(Handled::Skipped(format!("unreadable lease: {e}")));
-                }
-            }
-        }
-        let handle = match lease::claim(
-            &self.bus,
-            &self.identity,
-            &request_id,
-            &req.branch,
-            req.request_commit,
-            reclaim.map(|(p, _)| p),
-            self.config.lease_seconds,
-        )? {
-            LeaseOutcome::Held(h) => *h,
-            LeaseOutcome::Lost => return Ok(Handled::Lost),
-        };
-        info!(branch = %req.branch, request_id = %request_id, attempt = handle.lease.attempt, "claimed");
-        self.github_status(
-            &req.request_commit.to_string(),
-            macbridge_bus::github::StatusState::Pending,
-            &format!(
-                "claimed by {} (attempt {})",
-                self.config.runner_id, handle.lease.attempt
-            ),
-        );
-        if let Some((_, attempts)) = reclaim
-            && attempts >= self.config.max_attempts
-        {
-            let reason = format!(
-                "gave up after {attempts} attempt(s): each runner's lease expired before it finished (max_attempts {})",
-                self.config.max_attempts
-            );
-            publish::refusal(self, &req, ResultState::Failed, &reason, Some(&handle))?;
-            return Ok(Handled::Refused(reason));
-        }
-        if req.has_valid_cancel() {
-            publish::refusal(
-                self,
-                &req,
-                ResultState::Cancelled,
-                "cancelled by the requester before it started",
-                Some(&handle),
-            )?;
-            return Ok(Handled::Ran(ResultState::Cancelled));
-        }
-        job::run(self, &req, verified, handle)
     }
 
     /// Best effort: set the GitHub commit status of a request commit, when configured.
@@ -353,6 +92,68 @@ impl Runner {
             }
             Err(e) => debug!(error = %e, "GitHub statuses skipped"),
         }
+    }
+
+    /// Record the claim tips a scan listed; forget claims that are gone.
+    pub(crate) fn watch(&self, claims: &[(String, Oid)], now: Instant) {
+        let mut watched = self.watched.borrow_mut();
+        watched.retain(|name, _| claims.iter().any(|(n, _)| n == name));
+        for (name, oid) in claims {
+            match watched.get(name) {
+                Some((seen, _)) if seen == oid => {}
+                _ => {
+                    watched.insert(name.clone(), (*oid, now));
+                }
+            }
+        }
+    }
+
+    /// How long this process has seen `claim_ref` at `tip` without a change, in seconds.
+    pub(crate) fn watched_for(&self, claim_ref: &str, tip: Oid) -> f64 {
+        match self.watched.borrow().get(claim_ref) {
+            Some((seen, since)) if *seen == tip => since.elapsed().as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    /// After a renewal or publish was rejected because the claim ref moved: whether it moved
+    /// to a lease this runner wrote itself (a push that went through but whose answer was
+    /// lost on a flaky link). Only the same runner, key and attempt counts: a take-over by
+    /// anyone else raises the attempt. Returns the handle to go on with.
+    pub fn adopt(&self, handle: &LeaseHandle) -> anyhow::Result<Option<LeaseHandle>> {
+        let claim_ref = handle.claim_ref.clone();
+        let tip = self
+            .bus
+            .ls_remote(&[claim_ref.as_str()])?
+            .into_iter()
+            .find(|(name, _)| *name == claim_ref)
+            .map(|(_, oid)| oid);
+        let Some(tip) = tip.filter(|t| *t != handle.tip) else {
+            return Ok(None);
+        };
+        self.bus.fetch(std::slice::from_ref(&claim_ref))?;
+        let Some(on_bus) = view::read_lease(&self.bus, &handle.lease.request_id)? else {
+            return Ok(None);
+        };
+        let ours = match &on_bus.lease {
+            Ok(lease) => {
+                on_bus.tip == tip
+                    && lease.runner_id == self.identity.id
+                    && lease.runner_key == self.identity.fingerprint()
+                    && lease.attempt == handle.lease.attempt
+                    && lease.epoch > handle.lease.epoch
+                    && matches!(lease.state, LeaseState::Claimed | LeaseState::Running)
+            }
+            Err(_) => false,
+        };
+        Ok(ours.then(|| {
+            debug!(claim_ref = %claim_ref, "the claim moved to our own renewal; going on with it");
+            LeaseHandle {
+                claim_ref,
+                tip,
+                lease: on_bus.lease.clone().unwrap_or_else(|_| handle.lease.clone()),
+            }
+        }))
     }
 
     /// Renew `handle`, reporting whether the lease is still ours.

@@ -14,7 +14,8 @@ use macbridge_bus::{clock, sig, view};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::runner::{Handled, Runner};
+use crate::lifecycle::Handled;
+use crate::runner::Runner;
 
 #[derive(Debug, Serialize)]
 pub struct SelfTest {

@@ -34,6 +34,13 @@ pub struct RunnerOpts {
     pub retention_seconds: Option<f64>,
     /// The `engine:` key: an executable run in place of `kakeya`.
     pub engine: Option<PathBuf>,
+    /// The `remote:` key; default: the world's bus as a local path.
+    pub remote: Option<String>,
+    /// The `work_dir:` key; default: `work-<id>` in the world.
+    pub work_dir: Option<PathBuf>,
+    pub min_free_bytes: Option<u64>,
+    /// A command the runner is started under (`ip netns exec NS`, `env FAKETIME=...`).
+    pub wrap: Vec<String>,
 }
 
 impl Default for RunnerOpts {
@@ -48,6 +55,10 @@ impl Default for RunnerOpts {
             kill_grace_seconds: None,
             retention_seconds: None,
             engine: None,
+            remote: None,
+            work_dir: None,
+            min_free_bytes: None,
+            wrap: Vec::new(),
         }
     }
 }
@@ -77,6 +88,7 @@ pub struct Member {
     pub config: PathBuf,
     /// Number of processes started so far (each gets its own log file).
     lives: AtomicU32,
+    wrap: Vec<String>,
 }
 
 fn yaml_path(path: &Path) -> String {
@@ -89,7 +101,10 @@ impl World {
     /// trusted by the requester for results under the principal `id`.
     pub fn add_runner(&self, id: &str, opts: &RunnerOpts) -> Member {
         let key = self.keygen(&format!("runner-{id}"));
-        let work_dir = self.root.join(format!("work-{id}"));
+        let work_dir = opts
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join(format!("work-{id}")));
         let config = self.root.join(format!("runner-{id}.yaml"));
         let labels: Vec<String> = opts
             .labels
@@ -99,7 +114,10 @@ impl World {
         let mut yaml = format!(
             "remote: {}\nrunner_id: {id}\nkey: {}\nallowed_signers: {}\nwork_dir: {}\n\
              labels: [{}]\npoll_seconds: {}\nheartbeat_seconds: {}\nlease_seconds: {}\nenv: {{}}\n",
-            yaml_path(&self.bus),
+            opts.remote
+                .as_deref()
+                .map(|r| serde_json::to_string(r).expect("remote as JSON"))
+                .unwrap_or_else(|| yaml_path(&self.bus)),
             yaml_path(&key.path),
             yaml_path(&self.allowed_signers),
             yaml_path(&work_dir),
@@ -113,6 +131,7 @@ impl World {
             ("max_job_seconds", opts.max_job_seconds),
             ("kill_grace_seconds", opts.kill_grace_seconds),
             ("retention_seconds", opts.retention_seconds),
+            ("min_free_bytes", opts.min_free_bytes.map(|b| b as f64)),
         ];
         for (name, value) in optional {
             if let Some(v) = value {
@@ -135,6 +154,7 @@ impl World {
             work_dir,
             config,
             lives: AtomicU32::new(0),
+            wrap: opts.wrap.clone(),
         }
     }
 
@@ -317,7 +337,14 @@ impl World {
 
 impl Member {
     fn command(&self, w: &World, sub: &str) -> Command {
-        let mut cmd = Command::new(bins::runner());
+        let mut cmd = match self.wrap.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bins::runner());
+                cmd
+            }
+            None => Command::new(bins::runner()),
+        };
         w.isolate(&mut cmd)
             .args([sub, "--config"])
             .arg(&self.config);
@@ -339,6 +366,15 @@ impl Member {
         out.json()["handled"]
             .as_array()
             .unwrap_or_else(|| panic!("no handled list: {out}"))
+            .clone()
+    }
+
+    /// `macbridge-runner doctor --json` (whatever its exit code): the `checks` list.
+    pub fn doctor(&self, w: &World) -> Vec<Value> {
+        let out = proc::run(self.command(w, "doctor").arg("--json"), CMD_LIMIT);
+        out.json()["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no checks: {out}"))
             .clone()
     }
 

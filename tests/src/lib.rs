@@ -15,14 +15,23 @@
 //! * [`fleet`]: several runners on one world's bus; queue, cancel and state polling.
 //! * [`agent`]: a real `ssh-agent` per test and `ssh-keygen` keys of every type.
 //! * [`sk`]: security-key (`sk-`) SSHSIG signatures made in software (no hardware here).
+//! * [`census`]: after a fault run, results, executions, duplicates and latency per request.
+//! * [`gitd`]: `git daemon` serving a bus over TCP; [`flaky`]: a fault-injecting TCP proxy;
+//!   [`netns`]: network namespaces and veth links a test can cut; [`scenarios`]: fault runs
+//!   shared by the e2e suite and the on-demand chaos binary.
 
 pub mod agent;
 pub mod bins;
+pub mod census;
 pub mod craft;
+pub mod flaky;
 pub mod fleet;
+pub mod gitd;
 pub mod gitx;
+pub mod netns;
 pub mod proc;
 pub mod sk;
+pub mod scenarios;
 pub mod world;
 
 pub use craft::{Draft, Sealed};

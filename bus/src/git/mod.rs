@@ -66,7 +66,9 @@ pub struct Bus {
     remote: String,
     cache_path: PathBuf,
     repo: Repository,
-    timeout: Duration,
+    /// Limit on each network command; a `Cell` so a runner holding a lease can shorten it
+    /// for the calls it makes while its lease is about to lapse.
+    timeout: std::cell::Cell<Duration>,
 }
 
 impl Bus {
@@ -87,14 +89,25 @@ impl Bus {
             remote: remote.to_string(),
             cache_path: cache_path.to_path_buf(),
             repo,
-            timeout: Duration::from_secs(120),
+            timeout: std::cell::Cell::new(Duration::from_secs(120)),
         })
     }
 
     /// Limit every network command to `timeout`.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.timeout.set(timeout);
         self
+    }
+
+    /// Run `f` with every network command limited to `limit` (at most the usual limit), then
+    /// restore the usual limit. A runner whose lease lapses soon uses it so that a hung
+    /// connection cannot keep it past the moment it must stop its job.
+    pub fn within<T>(&self, limit: Duration, f: impl FnOnce(&Bus) -> T) -> T {
+        let usual = self.timeout.get();
+        self.timeout.set(limit.min(usual));
+        let out = f(self);
+        self.timeout.set(usual);
+        out
     }
 
     pub fn remote(&self) -> &str {
@@ -110,7 +123,7 @@ impl Bus {
     pub fn ls_remote(&self, patterns: &[&str]) -> Result<Vec<(String, Oid)>, GitError> {
         let mut args = vec!["ls-remote", "--", self.remote.as_str()];
         args.extend_from_slice(patterns);
-        let out = command::run(&self.cache_path, &args, self.timeout)?;
+        let out = command::run(&self.cache_path, &args, self.timeout.get())?;
         let mut refs = Vec::new();
         for line in out.stdout.lines().filter(|l| !l.is_empty()) {
             let Some((oid, name)) = line.split_once('\t') else {
@@ -149,7 +162,7 @@ impl Bus {
                 self.remote.as_str(),
             ];
             args.extend(specs.iter().map(String::as_str));
-            command::run(&self.cache_path, &args, self.timeout)?;
+            command::run(&self.cache_path, &args, self.timeout.get())?;
         }
         Ok(())
     }
@@ -170,7 +183,7 @@ impl Bus {
                 repo,
                 &spec,
             ],
-            self.timeout,
+            self.timeout.get(),
         )?;
         Ok(self.repo.refname_to_id(local)?)
     }
@@ -199,7 +212,7 @@ impl Bus {
 
     /// Let git pack and prune the cache when it thinks it is worth it.
     pub fn gc_auto(&self) -> Result<(), GitError> {
-        command::run(&self.cache_path, &["gc", "--auto", "--quiet"], self.timeout)?;
+        command::run(&self.cache_path, &["gc", "--auto", "--quiet"], self.timeout.get())?;
         Ok(())
     }
 
@@ -221,7 +234,7 @@ impl Bus {
         args.push("--");
         args.push(self.remote.as_str());
         args.extend(specs.iter().map(String::as_str));
-        push_outcome(command::run(&self.cache_path, &args, self.timeout))
+        push_outcome(command::run(&self.cache_path, &args, self.timeout.get()))
     }
 
     /// Update some refs and delete others in one atomic push (used by retention clean-up).
@@ -249,7 +262,7 @@ impl Bus {
         args.push("--");
         args.push(self.remote.as_str());
         args.extend(specs.iter().map(String::as_str));
-        push_outcome(command::run(&self.cache_path, &args, self.timeout))
+        push_outcome(command::run(&self.cache_path, &args, self.timeout.get()))
     }
 }
 
