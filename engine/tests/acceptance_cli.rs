@@ -77,7 +77,8 @@ fn drafters_through_the_binary_and_the_acceptance_report_through_the_gate() {
 
     for (drafter, dir_flag) in [("ngram", None), ("model", Some("m")), ("dflash", Some("d"))] {
         let out = p(&format!("sd_{drafter}.json"));
-        let mut args = vec!["spec-decode", "--target", &p("t"), "--drafter", drafter,
+        let t = p("t");
+        let mut args = vec!["spec-decode", "--target", &t, "--drafter", drafter,
             "--block-size", "6", "--prompt-set", "repeat", "--max-new-tokens", "20",
             "--out", &out];
         let d = dir_flag.map(p);
