@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use candle_core::Tensor;
+
 use crate::model::{CausalLm, KvChannel, Logits, ModelCache, ModelError, argmax_rows};
 
 /// What the decoding loops need from a model: feed tokens at the end of its cache and get
@@ -14,6 +16,23 @@ pub trait GreedyLm {
         self.len() == 0
     }
     fn truncate(&mut self, len: usize) -> Result<(), ModelError>;
+    /// [`GreedyLm::feed`] that also returns the residual stream after each layer in
+    /// `layers`, concatenated per fed token (`[tokens, layers.len() · hidden]`), for
+    /// drafters conditioned on the target's hidden states. Models without that ability
+    /// refuse a non-empty `layers`.
+    fn feed_capture(
+        &mut self,
+        tokens: &[u32],
+        all: bool,
+        layers: &[usize],
+    ) -> Result<(Vec<u32>, Option<Tensor>), ModelError> {
+        if !layers.is_empty() {
+            return Err(ModelError::Unsupported(
+                "this model cannot report its hidden states".into(),
+            ));
+        }
+        Ok((self.feed(tokens, all)?, None))
+    }
 }
 
 /// A model plus its own cache.
@@ -44,6 +63,20 @@ impl GreedyLm for Session<'_> {
 
     fn len(&self) -> usize {
         self.cache.len()
+    }
+
+    fn feed_capture(
+        &mut self,
+        tokens: &[u32],
+        all: bool,
+        layers: &[usize],
+    ) -> Result<(Vec<u32>, Option<Tensor>), ModelError> {
+        let which = if all { Logits::All } else { Logits::Last };
+        let (logits, hidden) =
+            self.model
+                .forward_capture(tokens, &mut self.cache, which, layers)?;
+        self.forwards += 1;
+        Ok((argmax_rows(&logits)?, hidden))
     }
 
     fn truncate(&mut self, len: usize) -> Result<(), ModelError> {

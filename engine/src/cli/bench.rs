@@ -22,6 +22,9 @@ pub enum Command {
     Model(ModelArgs),
     /// Speculative decoding speedup vs AR at several draft acceptance rates and block sizes.
     SpecDecode(SpecArgs),
+    /// The acceptance-rate benchmark: drafters × KV channels × block sizes, lossless rows
+    /// with speed vs AR from the same run, a table and an SVG plot.
+    Acceptance(super::acceptance::Args),
 }
 
 #[derive(clap::Args)]
@@ -72,6 +75,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Model(a) => model(a),
         Command::SpecDecode(a) => spec(a),
+        Command::Acceptance(a) => super::acceptance::run(a),
     }
 }
 
@@ -183,12 +187,7 @@ fn spec(a: SpecArgs) -> anyhow::Result<()> {
             },
         )?;
         let draft = CausalLm::load(&dir, &a.flags.options()?)?;
-        let pair = Pair {
-            target: &target.model,
-            draft: &draft,
-            kv: KvChannel::Raw,
-            draft_kv: KvChannel::Raw,
-        };
+        let pair = Pair::with_model(&target.model, &draft, KvChannel::Raw, KvChannel::Raw);
         let opts = SpecOptions {
             block_size: 8,
             max_new_tokens: a.max_new_tokens / 2,
@@ -216,12 +215,7 @@ fn spec(a: SpecArgs) -> anyhow::Result<()> {
             continue;
         };
         let draft = CausalLm::load(dir, &a.flags.options()?)?;
-        let pair = Pair {
-            target: &target.model,
-            draft: &draft,
-            kv: KvChannel::Raw,
-            draft_kv: KvChannel::Raw,
-        };
+        let pair = Pair::with_model(&target.model, &draft, KvChannel::Raw, KvChannel::Raw);
         pair.warmup(&ids[0])?;
         for &l in &a.block_sizes {
             let opts = SpecOptions {

@@ -1,5 +1,6 @@
-//! `kakeya make-tiny-model`: write a seeded tiny Llama/Qwen3 directory, or derive a draft
-//! from one (fewer layers sharing embeddings and head, and/or perturbed weights).
+//! `kakeya make-tiny-model`: write a seeded tiny Llama/Qwen3 directory, derive a draft from
+//! one (fewer layers sharing embeddings and head, and/or perturbed weights), or write a
+//! random-weight DFlash drafter for one (`--arch dflash --target DIR`).
 
 use std::path::PathBuf;
 
@@ -13,13 +14,21 @@ pub enum ArchArg {
     Llama,
     Qwen2,
     Qwen3,
+    /// A random-weight DFlash drafter for `--target` (mask id: the target's last id).
+    Dflash,
 }
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Architecture of a new model (ignored with --from).
+    /// Architecture of a new model (ignored with --from); `dflash` needs --target.
     #[arg(long, value_enum, default_value = "llama")]
     arch: ArchArg,
+    /// With --arch dflash: the target model the drafter is for.
+    #[arg(long)]
+    target: Option<PathBuf>,
+    /// With --arch dflash: the drafter's block size recorded in its config.
+    #[arg(long, default_value_t = 16)]
+    block_size: usize,
     /// Output directory (created).
     #[arg(long)]
     out: PathBuf,
@@ -79,6 +88,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ArchArg::Llama => Arch::Llama,
         ArchArg::Qwen2 => Arch::Qwen2,
         ArchArg::Qwen3 => Arch::Qwen3,
+        ArchArg::Dflash => {
+            let target = args
+                .target
+                .as_ref()
+                .context("--arch dflash needs --target DIR (the model it drafts for)")?;
+            let spec = tiny::dflash::DFlashSpec {
+                seed: args.seed,
+                layers: args.layers,
+                block_size: args.block_size,
+            };
+            let desc = tiny::dflash::write_dflash(target, &args.out, &spec).with_context(|| {
+                format!(
+                    "writing a DFlash drafter for {} into {}",
+                    target.display(),
+                    args.out.display()
+                )
+            })?;
+            println!("{desc}");
+            return Ok(());
+        }
     };
     let mut spec = TinySpec::new(arch, args.seed);
     spec.layers = args.layers;

@@ -1,5 +1,6 @@
 //! One module per `kakeya` subcommand.
 
+pub mod acceptance;
 pub mod bench;
 pub mod codec;
 pub mod env_probe;

@@ -1,12 +1,15 @@
 //! `kakeya spec-decode`: speculative decoding of each prompt (several repeats), next to the
 //! plain greedy decode of the same prompt with the same cache, in a `spec_decode` report.
+//! Drafts come from a draft model, prompt lookup (`ngram`) or a DFlash drafter.
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use kakeya_engine::report::{self, ReportBuilder};
-use kakeya_engine::specdec::SpecOptions;
-use kakeya_engine::specdec::run::{Pair, summary};
+use kakeya_engine::specdec::dflash::DFlashModel;
+use kakeya_engine::specdec::ngram::NgramParams;
+use kakeya_engine::specdec::run::{DraftSource, Pair, summary};
+use kakeya_engine::specdec::{BlockPolicy, SpecOptions};
 use serde_json::{Map, json};
 
 use super::lm_common::{self, RunFlags};
@@ -21,9 +24,23 @@ pub struct Args {
     /// Target (verifier) model directory.
     #[arg(long)]
     target: PathBuf,
-    /// Draft model directory (same tokenizer/vocabulary as the target).
+    /// Where drafts come from (default: `model` when --draft is given, else `ngram`).
+    #[arg(long, value_enum)]
+    drafter: Option<DrafterArg>,
+    /// Draft directory: a causal LM for `model` (same vocabulary as the target), or a DFlash
+    /// checkpoint for `dflash`.
     #[arg(long)]
-    draft: PathBuf,
+    draft: Option<PathBuf>,
+    /// DFlash checkpoint for `--drafter dflash` (instead of --draft; lets one command line
+    /// name both a draft model and a DFlash drafter).
+    #[arg(long)]
+    dflash: Option<PathBuf>,
+    #[command(flatten)]
+    ngram: NgramFlags,
+    /// Adapt the block length per block from recent acceptance (+2 after a fully accepted
+    /// block, −1 after a rejection, within 2..=block-size).
+    #[arg(long)]
+    adaptive: bool,
     /// Tokens per block L (bonus + L−1 drafts), 1..=64.
     #[arg(long, default_value_t = 4)]
     block_size: usize,
@@ -51,26 +68,107 @@ pub struct Args {
     flags: RunFlags,
 }
 
+/// Drafters `kakeya spec-decode` offers (`replay` is benchmark-only: `kakeya bench acceptance`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrafterArg {
+    Model,
+    Ngram,
+    Dflash,
+}
+
+/// Prompt-lookup settings.
+#[derive(clap::Args, Clone)]
+pub struct NgramFlags {
+    /// Smallest n-gram matched by the `ngram` drafter.
+    #[arg(long, default_value_t = 1)]
+    pub ngram_min: usize,
+    /// Largest n-gram matched (tried first).
+    #[arg(long, default_value_t = 3)]
+    pub ngram_max: usize,
+    /// Most tokens the `ngram` drafter proposes per block (the block size caps it too).
+    #[arg(long, default_value_t = 64)]
+    pub draft_max: usize,
+}
+
+impl NgramFlags {
+    pub fn params(&self) -> anyhow::Result<NgramParams> {
+        let p = NgramParams {
+            min_n: self.ngram_min,
+            max_n: self.ngram_max,
+            draft_max: self.draft_max,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !(1..=64).contains(&args.block_size) {
         bail!("--block-size must be in 1..=64");
     }
+    let drafter = match args.drafter {
+        Some(d) => d,
+        None if args.draft.is_some() => DrafterArg::Model,
+        None => DrafterArg::Ngram,
+    };
+    let ngram = args.ngram.params()?;
     let kv = lm_common::parse_channel(&args.kv)?;
     let draft_kv = lm_common::parse_channel(&args.draft_kv)?;
     let prompts = lm_common::prompts(&args.prompt, args.prompt_set.as_deref())?;
     let repeats = args.repeats.max(MIN_SAMPLES.div_ceil(prompts.len())).max(1);
     let target = lm_common::load(&args.target, &args.flags)?;
-    let draft = lm_common::load(&args.draft, &args.flags)?;
-    if draft.model.config().vocab_size != target.model.config().vocab_size {
-        bail!(
-            "draft vocab {} differs from target vocab {}",
-            draft.model.config().vocab_size,
-            target.model.config().vocab_size
-        );
-    }
+    let draft_dir = match drafter {
+        DrafterArg::Model => Some(
+            args.draft
+                .clone()
+                .context("--drafter model needs --draft DIR")?,
+        ),
+        DrafterArg::Dflash => Some(
+            args.dflash
+                .clone()
+                .or_else(|| args.draft.clone())
+                .context("--drafter dflash needs --draft DIR (or --dflash DIR)")?,
+        ),
+        DrafterArg::Ngram => None,
+    };
+    let draft = match (drafter, &draft_dir) {
+        (DrafterArg::Model, Some(dir)) => {
+            let d = lm_common::load(dir, &args.flags)?;
+            if d.model.config().vocab_size != target.model.config().vocab_size {
+                bail!(
+                    "draft vocab {} differs from target vocab {}",
+                    d.model.config().vocab_size,
+                    target.model.config().vocab_size
+                );
+            }
+            Some(d)
+        }
+        _ => None,
+    };
+    let dflash = match (drafter, &draft_dir) {
+        (DrafterArg::Dflash, Some(dir)) => Some(
+            DFlashModel::load(dir, &target.model)
+                .with_context(|| format!("loading the DFlash drafter {}", dir.display()))?,
+        ),
+        _ => None,
+    };
+    let source = match (drafter, &draft, &dflash) {
+        (DrafterArg::Model, Some(d), _) => DraftSource::Model {
+            model: &d.model,
+            kv: draft_kv.clone(),
+        },
+        (DrafterArg::Dflash, _, Some(m)) => DraftSource::DFlash(m),
+        _ => DraftSource::Ngram(ngram),
+    };
+    let drafter_name = source.name();
     let mut params = Map::new();
     params.insert("target".into(), args.target.display().to_string().into());
-    params.insert("draft".into(), args.draft.display().to_string().into());
+    params.insert("drafter".into(), drafter_name.into());
+    params.insert(
+        "draft".into(),
+        json!(draft_dir.as_ref().map(|d| d.display().to_string())),
+    );
+    params.insert("adaptive".into(), args.adaptive.into());
     params.insert("block_size".into(), args.block_size.into());
     params.insert("max_new_tokens".into(), args.max_new_tokens.into());
     params.insert("kv".into(), kv.to_string().into());
@@ -80,12 +178,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     params.insert("dtype".into(), args.flags.dtype.clone().into());
     let mut builder = ReportBuilder::start("spec_decode", target.model.device_label(), params);
     target.add_digests("target", &mut builder);
-    draft.add_digests("draft", &mut builder);
+    if let Some(d) = &draft {
+        d.add_digests("draft", &mut builder);
+    }
+    if let Some(dir) = draft_dir.as_ref().filter(|_| dflash.is_some()) {
+        for (name, sha) in kakeya_engine::model::load::digests(dir)? {
+            builder.model_digest(&format!("dflash/{name}"), &sha);
+        }
+    }
+    let drafter_json = match (&draft, &dflash) {
+        (Some(d), _) => d.describe(),
+        (_, Some(m)) => json!({"dir": draft_dir.as_ref().map(|d| d.display().to_string()),
+            "layers": m.cfg.model.num_layers, "block_size": m.cfg.block_size,
+            "mask_token_id": m.cfg.mask_token_id, "target_layer_ids": m.cfg.target_layer_ids}),
+        _ => json!({"ngram_min": ngram.min_n, "ngram_max": ngram.max_n,
+                    "draft_max": ngram.draft_max}),
+    };
     let pair = Pair {
         target: &target.model,
-        draft: &draft.model,
         kv: kv.clone(),
-        draft_kv: draft_kv.clone(),
+        source,
+        policy: if args.adaptive {
+            BlockPolicy::Adaptive
+        } else {
+            BlockPolicy::Fixed
+        },
     };
     let opts = SpecOptions {
         block_size: args.block_size,
@@ -108,14 +225,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, s)| Ok(s.to_json(i, Some(target.tokenizer.decode(&s.spec.tokens)?))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let summary = summary(&samples);
+    let mut summary = summary(&samples);
+    summary["drafter"] = drafter_name.into();
     let lossless = summary["lossless"] == true;
     let body = json!({
         "config": {"block_size": args.block_size, "max_new_tokens": args.max_new_tokens,
                    "kv": kv.to_string(), "draft_kv": draft_kv.to_string(), "repeats": repeats,
-                   "loop": "trim_carry_bonus", "min_samples": MIN_SAMPLES},
+                   "loop": "trim_carry_bonus", "min_samples": MIN_SAMPLES,
+                   "drafter": drafter_name, "adaptive": args.adaptive},
         "target": target.describe(),
-        "draft": draft.describe(),
+        "draft": drafter_json,
         "prompts": prompts.iter().zip(&encoded).map(|(p, ids)| json!({"text": p, "tokens": ids.len()})).collect::<Vec<_>>(),
         "samples": sample_json,
         "summary": summary,
@@ -124,7 +243,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     report::write_report(&args.out, &report)?;
     let s = &report["summary"];
     eprintln!(
-        "spec-decode: {} samples, lossless {}, mean accept {:.3}, {:.1} tok/s vs AR {:.1} tok/s ({:.3}x) -> {}",
+        "spec-decode [{drafter_name}]: {} samples, lossless {}, mean accept {:.3}, {:.1} tok/s vs AR {:.1} tok/s ({:.3}x) -> {}",
         s["samples"],
         s["lossless"],
         s["mean_accept_len"].as_f64().unwrap_or(0.0),

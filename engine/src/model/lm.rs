@@ -188,8 +188,29 @@ impl CausalLm {
         cache: &mut ModelCache,
         which: Logits,
     ) -> Result<Tensor, ModelError> {
+        Ok(self.forward_capture(tokens, cache, which, &[])?.0)
+    }
+
+    /// [`Self::forward`] that also returns the residual stream after each decoder layer in
+    /// `capture` (0-based: the output of that layer), concatenated along the feature axis in
+    /// the order given: `[L, capture.len() · hidden]` (`None` when `capture` is empty). The
+    /// captured tensors are the very values the next layer reads, so the logits are the
+    /// same bits as without capture.
+    pub fn forward_capture(
+        &self,
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        which: Logits,
+        capture: &[usize],
+    ) -> Result<(Tensor, Option<Tensor>), ModelError> {
+        if let Some(&bad) = capture.iter().find(|&&i| i >= self.layers.len()) {
+            return Err(ModelError::Input(format!(
+                "hidden-state layer {bad} is outside the target's {} layers",
+                self.layers.len()
+            )));
+        }
         let pos0 = cache.len();
-        let result = self.forward_inner(tokens, cache, which);
+        let result = self.forward_inner(tokens, cache, which, capture);
         if result.is_err() {
             let _ = cache.truncate(pos0.min(cache.len()));
             // Layers that had not appended yet are shorter; bring all back to pos0.
@@ -209,7 +230,8 @@ impl CausalLm {
         tokens: &[u32],
         cache: &mut ModelCache,
         which: Logits,
-    ) -> Result<Tensor, ModelError> {
+        capture: &[usize],
+    ) -> Result<(Tensor, Option<Tensor>), ModelError> {
         let l = tokens.len();
         if l == 0 {
             return Err(ModelError::Input("forward needs at least one token".into()));
@@ -244,18 +266,68 @@ impl CausalLm {
             sin: &sin,
             exact: self.exact,
         };
+        let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
         for (i, layer) in self.layers.iter().enumerate() {
             let store = cache
                 .layer_mut(i)
                 .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))?;
             x = layer.forward(&x, store.as_mut(), &step)?;
+            for (slot, _) in capture.iter().enumerate().filter(|(_, c)| **c == i) {
+                captured[slot] = Some(x.clone());
+            }
         }
+        let hidden = if capture.is_empty() {
+            None
+        } else {
+            let parts = captured
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ModelError::Internal("a captured layer was not run".into()))?;
+            Some(Tensor::cat(&parts, 1)?)
+        };
         if which == Logits::Last {
             x = x.narrow(0, l - 1, 1)?;
         }
+        let logits = self.head(&x)?;
+        Ok((logits, hidden))
+    }
+
+    /// Final norm + lm_head of hidden rows `[m, hidden]` → f32 logits `[m, vocab]`.
+    pub fn head(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         let x =
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.norm, self.cfg.rms_norm_eps as f32)?;
-        Ok(self.lm_head.forward(&x, self.exact)?.to_dtype(DType::F32)?)
+        self.lm_head_only(&x)
+    }
+
+    /// The lm_head alone (no final norm) on rows that are already normalised: a DFlash
+    /// drafter scores its own normed states with the target's head.
+    pub fn lm_head_only(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(self
+            .lm_head
+            .forward(&x.contiguous()?, self.exact)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// Embedding rows of `tokens` `[L, hidden]` (a DFlash drafter embeds with the target's
+    /// table).
+    pub fn embed(&self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "token id {id} is outside the vocabulary of {}",
+                self.cfg.vocab_size
+            )));
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        Ok(self.embed.index_select(&ids, 0)?)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether the batch-invariant CPU kernels run this model.
+    pub fn exact(&self) -> bool {
+        self.exact
     }
 }
 

@@ -5,7 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod kernels;
-mod layers;
+pub(crate) mod layers;
 pub mod lm;
 pub mod load;
 

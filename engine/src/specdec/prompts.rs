@@ -2,7 +2,7 @@
 //! free text into a job; the CLI also takes `--prompt TEXT` directly.
 
 /// Names of the built-in sets.
-pub const SETS: &[&str] = &["short", "code", "long"];
+pub const SETS: &[&str] = &["short", "code", "long", "repeat"];
 
 /// The prompts of set `name`.
 pub fn prompt_set(name: &str) -> Option<Vec<String>> {
@@ -26,6 +26,18 @@ pub fn prompt_set(name: &str) -> Option<Vec<String>> {
             "the model predicts the next word. the draft decodes one more block. \
              every layer stores the key and value. the lattice compresses sixteen values. \
              the engine verifies the greedy answer and"
+                .into(),
+        ],
+        // Text that repeats itself, where prompt lookup has something to find: a list written
+        // out twice and started a third time, and a function body quoted then restarted.
+        "repeat" => vec![
+            {
+                let line = "alpha beta gamma delta epsilon zeta eta theta iota kappa";
+                format!("{line}\n{line}\n{line}\nalpha beta")
+            },
+            "fn add(a: u32, b: u32) -> u32 { a + b }\nfn add(a: u32, b: u32) -> u32 { a + b }\nfn add(a: u32,"
+                .into(),
+            "the cache stores the key and value. the cache stores the key and value. the cache"
                 .into(),
         ],
         _ => return None,

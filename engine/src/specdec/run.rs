@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::{SpecOptions, SpecOutput, speculative};
+use super::dflash::{DFlashDrafter, DFlashModel};
+use super::ngram::{NgramDrafter, NgramParams};
+use super::replay::ReplayDrafter;
+use super::{BlockPolicy, Drafter, ModelDrafter, SpecOptions, SpecOutput, speculative_with};
 use crate::generate::{GenOutput, Session, greedy};
 use crate::model::{CausalLm, KvChannel, LayerStats, ModelError};
 
@@ -18,25 +21,104 @@ pub struct Sample {
     pub kv_layers: Vec<LayerStats>,
 }
 
+/// Where drafts come from.
+pub enum DraftSource<'a> {
+    /// A separate causal LM with its own cache channel.
+    Model { model: &'a CausalLm, kv: KvChannel },
+    /// Prompt lookup.
+    Ngram(NgramParams),
+    /// A DFlash drafter conditioned on the target's hidden states.
+    DFlash(&'a DFlashModel),
+    /// SYNTHETIC: the target's own greedy continuation, each token corrupted with
+    /// probability `corrupt`.
+    Replay { corrupt: f64, seed: u64 },
+}
+
+impl DraftSource<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DraftSource::Model { .. } => "model",
+            DraftSource::Ngram(_) => "ngram",
+            DraftSource::DFlash(_) => "dflash",
+            DraftSource::Replay { .. } => "replay",
+        }
+    }
+
+    pub fn synthetic(&self) -> bool {
+        matches!(self, DraftSource::Replay { .. })
+    }
+}
+
 /// Models and caches of a run.
 pub struct Pair<'a> {
     pub target: &'a CausalLm,
-    pub draft: &'a CausalLm,
     /// Target cache channel (the AR reference uses the same one).
     pub kv: KvChannel,
-    /// Draft cache channel.
-    pub draft_kv: KvChannel,
+    pub source: DraftSource<'a>,
+    pub policy: BlockPolicy,
 }
 
-impl Pair<'_> {
+impl<'a> Pair<'a> {
+    /// A pair with a draft model (fixed block length).
+    pub fn with_model(
+        target: &'a CausalLm,
+        draft: &'a CausalLm,
+        kv: KvChannel,
+        draft_kv: KvChannel,
+    ) -> Self {
+        Pair {
+            target,
+            kv,
+            source: DraftSource::Model {
+                model: draft,
+                kv: draft_kv,
+            },
+            policy: BlockPolicy::Fixed,
+        }
+    }
+
     /// Untimed decode on both models so first-call costs (page faults, thread pool start-up)
     /// do not land in the first sample.
     pub fn warmup(&self, prompt: &[u32]) -> Result<(), ModelError> {
         let mut t = Session::new(self.target, &self.kv)?;
         greedy(&mut t, prompt, 4, &[])?;
-        let mut d = Session::new(self.draft, &self.draft_kv)?;
-        greedy(&mut d, prompt, 4, &[])?;
+        if let DraftSource::Model { model, kv } = &self.source {
+            let mut d = Session::new(model, kv)?;
+            greedy(&mut d, prompt, 4, &[])?;
+        }
+        let opts = SpecOptions {
+            block_size: 4,
+            max_new_tokens: 4,
+            stop: Vec::new(),
+        };
+        self.run_spec(prompt, &opts, None)?;
         Ok(())
+    }
+
+    fn run_spec(
+        &self,
+        prompt: &[u32],
+        opts: &SpecOptions,
+        reference: Option<&[u32]>,
+    ) -> Result<(SpecOutput, Vec<LayerStats>), ModelError> {
+        let mut t = Session::new(self.target, &self.kv)?;
+        let mut d_session;
+        let mut boxed: Box<dyn Drafter + '_> = match &self.source {
+            DraftSource::Model { model, kv } => {
+                d_session = Session::new(model, kv)?;
+                Box::new(ModelDrafter::new(&mut d_session))
+            }
+            DraftSource::Ngram(p) => Box::new(NgramDrafter::new(*p)?),
+            DraftSource::DFlash(m) => Box::new(DFlashDrafter::new(m, self.target)),
+            DraftSource::Replay { corrupt, seed } => Box::new(ReplayDrafter::new(
+                reference.map(<[u32]>::to_vec).unwrap_or_default(),
+                *corrupt,
+                *seed,
+                self.target.config().vocab_size,
+            )?),
+        };
+        let out = speculative_with(&mut t, boxed.as_mut(), prompt, opts, self.policy)?;
+        Ok((out, t.cache.stats()))
     }
 
     /// Decode `prompt` plainly and speculatively; the order alternates with `repeat` so slow
@@ -52,12 +134,13 @@ impl Pair<'_> {
             let mut s = Session::new(self.target, &self.kv)?;
             greedy(&mut s, prompt, opts.max_new_tokens, &opts.stop)
         };
-        let run_spec = || -> Result<(SpecOutput, Vec<LayerStats>), ModelError> {
-            let mut t = Session::new(self.target, &self.kv)?;
-            let mut d = Session::new(self.draft, &self.draft_kv)?;
-            let out = speculative(&mut t, &mut d, prompt, opts)?;
-            Ok((out, t.cache.stats()))
+        // Replay needs the answer before the timed runs: an extra untimed plain decode.
+        let reference = if self.source.synthetic() {
+            Some(run_ar()?.tokens)
+        } else {
+            None
         };
+        let run_spec = || self.run_spec(prompt, opts, reference.as_deref());
         let (ar, (spec, kv_layers)) = if repeat.is_multiple_of(2) {
             let ar = run_ar()?;
             (ar, run_spec()?)
@@ -102,6 +185,8 @@ impl Sample {
             "block_lens": s.block_lens,
             "acceptance_rate": s.acceptance_rate(),
             "stopped_on_eos": s.stopped_on_eos,
+            "cancelled": s.cancelled,
+            "plain_steps": s.plain_steps,
             "draft_forwards": s.draft_forwards,
             "verify_forwards": s.verify_forwards,
             "timings_s": {"prefill": s.prefill_s, "draft": s.draft_s, "verify": s.verify_s,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::verdict::Violation;
 
+mod acceptance_bench;
 mod codec_bench;
 mod codec_eval;
 mod env_probe;
@@ -23,6 +24,7 @@ pub(crate) struct KindRules {
 }
 
 const KINDS: &[KindRules] = &[
+    acceptance_bench::RULES,
     codec_bench::RULES,
     codec_eval::RULES,
     env_probe::RULES,
