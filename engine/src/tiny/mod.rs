@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::model::{Arch, ModelError};
 
+pub mod retrieval;
 mod rng;
 pub mod tokenizer;
 
