@@ -37,6 +37,11 @@ enum Command {
     SpecDecode(cli::spec_decode::Args),
     /// Codec arms on K/V captured from a model run: bits, rel-MSE, next-token top-1 and KL.
     KvQuantEval(cli::kv_quant_eval::Args),
+    /// Needle-in-a-haystack recall through several KV channels (raw cache as the oracle),
+    /// with a recall heatmap per channel.
+    Niah(cli::niah::Args),
+    /// Drafts of one drafter under two configurations (or vs recorded drafts): agreement.
+    DrafterParity(cli::drafter_parity::Args),
     /// Engine benchmarks on this machine: models and speculative decoding.
     #[command(subcommand)]
     Bench(cli::bench::Command),
@@ -62,6 +67,8 @@ fn main() -> ExitCode {
         Command::SpecDecode(args) => cli::spec_decode::run(args),
         Command::KvQuantEval(args) => cli::kv_quant_eval::run(args),
         Command::Bench(command) => cli::bench::run(command),
+        Command::Niah(args) => cli::niah::run(args),
+        Command::DrafterParity(args) => cli::drafter_parity::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

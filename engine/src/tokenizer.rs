@@ -40,6 +40,17 @@ impl TextTokenizer {
             .to_vec())
     }
 
+    /// Token ids of `text` without special tokens: for pieces concatenated at the id level
+    /// (NIAH prompts), where a BOS per piece would be wrong.
+    pub fn encode_piece(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
     /// Text of `ids`, skipping special tokens; ids the tokenizer does not know are dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
         self.inner.decode(ids, true).map_err(tok_err)

@@ -61,9 +61,41 @@ pub struct Args {
     /// With --from: add N(0, (noise·std(W))²) to every weight (0 = exact copy).
     #[arg(long, default_value_t = 0.0)]
     noise: f32,
+    /// A constructed model instead of random weights: `retrieval` writes a Llama whose
+    /// previous-token + induction heads copy what followed a key earlier in the context
+    /// (NIAH recall); --seed permutes its basis, other size flags are ignored.
+    #[arg(long, value_enum)]
+    recipe: Option<RecipeArg>,
+    /// With --recipe retrieval: identity layers before and after the 2-layer circuit.
+    #[arg(long, default_value_t = 2)]
+    pad_layers: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RecipeArg {
+    Retrieval,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(RecipeArg::Retrieval) = args.recipe {
+        if args.from.is_some() {
+            anyhow::bail!("--recipe and --from cannot be combined");
+        }
+        let spec = tiny::retrieval::RetrievalSpec {
+            seed: args.seed,
+            pad: args.pad_layers,
+            ..Default::default()
+        };
+        let params = tiny::retrieval::write_retrieval(&spec, &args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        println!(
+            "{}",
+            json!({"out": args.out.display().to_string(), "recipe": "retrieval", "arch": "llama",
+            "seed": spec.seed, "layers": 2 * spec.pad + 2, "pad_layers": spec.pad,
+            "hidden": tiny::retrieval::HIDDEN, "vocab": tiny::retrieval::VOCAB, "params": params})
+        );
+        return Ok(());
+    }
     if let Some(from) = &args.from {
         let d = DraftSpec {
             keep_layers: args.keep_layers,

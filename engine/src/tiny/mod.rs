@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::model::{Arch, ModelError};
 
 pub mod dflash;
+pub mod retrieval;
 mod rng;
 pub mod tokenizer;
 

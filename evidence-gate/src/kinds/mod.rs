@@ -9,10 +9,12 @@ use crate::verdict::Violation;
 mod acceptance_bench;
 mod codec_bench;
 mod codec_eval;
+mod drafter_parity;
 mod env_probe;
 mod generate;
 mod kv_quant_eval;
 mod model_info;
+mod niah;
 mod sleep;
 mod spec_decode;
 
@@ -27,10 +29,12 @@ const KINDS: &[KindRules] = &[
     acceptance_bench::RULES,
     codec_bench::RULES,
     codec_eval::RULES,
+    drafter_parity::RULES,
     env_probe::RULES,
     generate::RULES,
     kv_quant_eval::RULES,
     model_info::RULES,
+    niah::RULES,
     sleep::RULES,
     spec_decode::RULES,
 ];
