@@ -40,6 +40,8 @@ enum Command {
     /// Engine benchmarks on this machine: models and speculative decoding.
     #[command(subcommand)]
     Bench(cli::bench::Command),
+    /// OpenAI-compatible HTTP server (runs `kakeya-serve`; `kakeya serve --help` for flags).
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::SpecDecode(args) => cli::spec_decode::run(args),
         Command::KvQuantEval(args) => cli::kv_quant_eval::run(args),
         Command::Bench(command) => cli::bench::run(command),
+        Command::Serve(args) => cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

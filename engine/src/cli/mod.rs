@@ -8,5 +8,6 @@ pub mod kv_quant_eval;
 pub mod lm_common;
 pub mod make_tiny_model;
 pub mod model_info;
+pub mod serve;
 pub mod sleep;
 pub mod spec_decode;
