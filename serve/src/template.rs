@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use kakeya_engine::tokenizer::TextTokenizer;
+use minijinja::value::Kwargs;
 use minijinja::{Environment, Error, ErrorKind, Value, context};
 use serde::Serialize;
 
@@ -59,23 +60,95 @@ fn raise_exception(msg: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg))
 }
 
-fn tojson(value: Value, indent: Option<usize>) -> Result<Value, Error> {
-    let json = serde_json::to_value(&value)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    let text = match indent {
-        Some(n) => {
-            let pad = vec![b' '; n];
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(&pad);
-            let mut out = Vec::new();
-            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-            json.serialize(&mut ser)
-                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-            String::from_utf8_lossy(&out).into_owned()
-        }
-        None => serde_json::to_string(&json)
-            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?,
+fn tojson(value: Value, indent: Option<usize>, kwargs: Kwargs) -> Result<Value, Error> {
+    // Jinja's `tojson(indent=N)`; other keyword arguments (sort_keys, …) are accepted and
+    // ignored, as HF templates pass them.
+    let indent = match indent {
+        Some(n) => Some(n),
+        None => kwargs.get::<Option<usize>>("indent")?,
     };
-    Ok(Value::from_safe_string(text))
+    let mut out = String::new();
+    write_json(&value, indent, 0, &mut out)?;
+    Ok(Value::from_safe_string(out))
+}
+
+/// JSON of a template value in its own key order (Python dicts keep insertion order), with
+/// no HTML escaping.
+fn write_json(
+    v: &Value,
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), Error> {
+    use minijinja::value::ValueKind;
+    if depth > 64 {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "tojson: value nested too deeply",
+        ));
+    }
+    let newline = |out: &mut String, d: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * d));
+        }
+    };
+    let sep = if indent.is_some() { ": " } else { ":" };
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+        ValueKind::Number => {
+            let n = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+            out.push_str(&n.to_string());
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            out.push('[');
+            let items: Vec<Value> = v.try_iter()?.collect();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                    if indent.is_none() {
+                        out.push(' ');
+                    }
+                }
+                newline(out, depth + 1);
+                write_json(item, indent, depth + 1, out)?;
+            }
+            if !items.is_empty() {
+                newline(out, depth);
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('{');
+            let keys: Vec<Value> = v.try_iter()?.collect();
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                    if indent.is_none() {
+                        out.push(' ');
+                    }
+                }
+                newline(out, depth + 1);
+                let key = k.as_str().map_or_else(|| k.to_string(), str::to_string);
+                out.push_str(&serde_json::Value::String(key).to_string());
+                out.push_str(sep);
+                if indent.is_none() {
+                    out.push(' ');
+                }
+                write_json(&v.get_item(k)?, indent, depth + 1, out)?;
+            }
+            if !keys.is_empty() {
+                newline(out, depth);
+            }
+            out.push('}');
+        }
+        _ => {
+            let s = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            out.push_str(&serde_json::Value::String(s).to_string());
+        }
+    }
+    Ok(())
 }
 
 impl ChatTemplate {

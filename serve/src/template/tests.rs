@@ -57,3 +57,16 @@ fn double_bos_is_removed_once() {
     assert_eq!(dedup_bos(vec![0, 5], Some(0)), vec![0, 5]);
     assert_eq!(dedup_bos(vec![0, 0], None), vec![0, 0]);
 }
+
+#[test]
+fn tojson_accepts_hf_keyword_arguments() {
+    let t = ChatTemplate::new(
+        "{{ messages | tojson(indent=None, sort_keys=true) }}",
+        None,
+        None,
+    )
+    .unwrap();
+    let out = t.render(&msgs(&[("user", "hi")])).unwrap();
+    // Python's json.dumps separators: ", " and ": ", keys in insertion order.
+    assert_eq!(out, r#"[{"role": "user", "content": "hi"}]"#);
+}
