@@ -103,10 +103,18 @@ impl ModelStats {
     }
 }
 
+/// Name, type, help, value.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Counters) -> f64,
+);
+
 /// Prometheus exposition of every model's counters.
 pub fn prometheus(models: &[(String, Counters)]) -> String {
     let mut out = String::new();
-    let metrics: [(&str, &str, &str, fn(&Counters) -> f64); 15] = [
+    let metrics: [Metric; 15] = [
         (
             "kakeya_requests_total",
             "counter",

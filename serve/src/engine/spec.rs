@@ -24,6 +24,9 @@ pub struct SpecCounts {
     pub prefill_s: f64,
 }
 
+/// Receives each committed block; `Break` ends generation.
+pub type Sink<'s> = &'s mut dyn FnMut(&[u32]) -> ControlFlow<()>;
+
 const STOPPED: &str = "kakeya-serve: generation stopped by its sink";
 
 struct Tap<'a, 's> {
@@ -31,7 +34,7 @@ struct Tap<'a, 's> {
     /// The last verify block: cache length before it and its candidates.
     pending: Option<(usize, Vec<u32>)>,
     stopped: &'s Cell<bool>,
-    sink: Option<&'s mut dyn FnMut(&[u32]) -> ControlFlow<()>>,
+    sink: Option<Sink<'s>>,
     counts: SpecCounts,
     t0: Instant,
 }

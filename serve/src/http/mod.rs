@@ -191,6 +191,11 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Seconds between SSE keep-alive comments.
+pub fn set_keep_alive(secs: u64) {
+    respond::KEEP_ALIVE_SECS.store(secs.max(1), Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -200,9 +205,4 @@ mod tests {
         assert!(!super::key_matches(b"ab", b"abc"));
         assert!(!super::key_matches(b"", b"abc"));
     }
-}
-
-/// Seconds between SSE keep-alive comments.
-pub fn set_keep_alive(secs: u64) {
-    respond::KEEP_ALIVE_SECS.store(secs.max(1), Ordering::Relaxed);
 }
