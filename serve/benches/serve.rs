@@ -317,8 +317,8 @@ fn main() {
     drop(server);
 
     // KV memory at a long prompt: one server per channel so peak RSS is per channel.
-    // Corpus words merge well in the tiny BPE: about 8 tokens per sentence.
-    let long_prompt = "the cache stores the next word. ".repeat(long / 8);
+    // Corpus words merge well in the tiny BPE: about 3 tokens per sentence.
+    let long_prompt = "the cache stores the next word. ".repeat(long / 3);
     let mut memory = Vec::new();
     println!(
         "{:>8} {:>14} {:>14} {:>10} {:>14}",

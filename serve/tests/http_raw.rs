@@ -203,7 +203,7 @@ fn keep_alive_comments_and_sigterm_drains_then_exits_zero() {
 }
 
 #[test]
-fn sse_keep_alive_comment_arrives_while_waiting() {
+fn sse_stays_well_framed_while_waiting_in_the_queue() {
     let (_d, s) = server(&["--keep-alive-secs", "1", "--max-queue", "4"]);
     // Occupy the worker, then stream a request that waits in the queue: the wait is long
     // enough (a few thousand tokens) for one keep-alive comment at a 1 s interval on most
