@@ -45,6 +45,8 @@ enum Command {
     /// Engine benchmarks on this machine: models and speculative decoding.
     #[command(subcommand)]
     Bench(cli::bench::Command),
+    /// OpenAI-compatible HTTP server (runs `kakeya-serve`; `kakeya serve --help` for flags).
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => cli::bench::run(command),
         Command::Niah(args) => cli::niah::run(args),
         Command::DrafterParity(args) => cli::drafter_parity::run(args),
+        Command::Serve(args) => cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

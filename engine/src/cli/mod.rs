@@ -11,5 +11,6 @@ pub mod lm_common;
 pub mod make_tiny_model;
 pub mod model_info;
 pub mod niah;
+pub mod serve;
 pub mod sleep;
 pub mod spec_decode;

@@ -13,6 +13,7 @@ use crate::model::{Arch, ModelError};
 
 pub mod dflash;
 pub mod retrieval;
+pub mod chat;
 mod rng;
 pub mod tokenizer;
 
@@ -218,6 +219,10 @@ pub fn write_tiny(spec: &TinySpec, out: &Path) -> Result<u64, ModelError> {
     let tok = tokenizer::build(spec.vocab)?;
     tok.save(out.join("tokenizer.json"), false)
         .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let tc_path = out.join("tokenizer_config.json");
+    let tc = serde_json::to_vec_pretty(&chat::tokenizer_config(spec.arch, spec.max_positions))
+        .map_err(|e| ModelError::Internal(e.to_string()))?;
+    std::fs::write(&tc_path, tc).map_err(io(&tc_path))?;
     Ok(w.values().map(|t| t.elem_count() as u64).sum())
 }
 
@@ -300,9 +305,11 @@ pub fn derive_draft(from: &Path, out: &Path, d: &DraftSpec) -> Result<(), ModelE
     let cfg_out = out.join("config.json");
     let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::Internal(e.to_string()))?;
     std::fs::write(&cfg_out, bytes).map_err(io(&cfg_out))?;
-    let tok = from.join("tokenizer.json");
-    if tok.is_file() {
-        std::fs::copy(&tok, out.join("tokenizer.json")).map_err(io(&tok))?;
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        let tok = from.join(name);
+        if tok.is_file() {
+            std::fs::copy(&tok, out.join(name)).map_err(io(&tok))?;
+        }
     }
     Ok(())
 }
