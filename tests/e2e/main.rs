@@ -16,6 +16,7 @@ mod forgery;
 mod happy;
 mod harness;
 mod keys_agent;
+mod keys_prompt;
 mod keys_sk_fixture;
 mod keys_types;
 mod limits;
