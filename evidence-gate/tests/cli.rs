@@ -29,7 +29,7 @@ fn kinds_lists_every_known_kind() {
         .map(|(k, _)| k.to_string())
         .collect();
     assert_eq!(names, known);
-    assert!(names.contains(&"env-probe"), "{names:?}");
+    assert!(names.contains(&"env_probe"), "{names:?}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod full_disk;
 mod happy;
 mod harness;
 mod keys_agent;
+mod keys_prompt;
 mod keys_sk_fixture;
 mod keys_types;
 mod limits;

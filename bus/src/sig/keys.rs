@@ -75,7 +75,7 @@ pub fn write_keypair(path: &Path, key: &PrivateKey) -> Result<(), SigError> {
 /// security-key handle) or only a public key line.
 #[derive(Debug, Clone)]
 pub enum KeyFile {
-    Private(PrivateKey),
+    Private(Box<PrivateKey>),
     Public(PublicKey),
 }
 
@@ -96,7 +96,7 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, SigError> {
     let what = format!("key file {}", path.display());
     let file = if text.contains(OPENSSH_PRIVATE_BEGIN) {
         warn_if_exposed(path);
-        KeyFile::Private(parse_private(path, &text)?)
+        KeyFile::Private(Box::new(parse_private(path, &text)?))
     } else {
         KeyFile::Public(parse_public_text(&what, &text)?)
     };

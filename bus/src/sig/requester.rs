@@ -93,7 +93,7 @@ impl RequesterKey {
     pub fn from_file(path: &Path, options: ResolveOptions) -> Result<Self, SigError> {
         let what = format!("key file {}", path.display());
         match read_key_file(path)? {
-            KeyFile::Private(key) => Self::from_private(path, key, options),
+            KeyFile::Private(key) => Self::from_private(path, *key, options),
             KeyFile::Public(public) => {
                 let agent = agent_view(&public);
                 if agent.holds {
@@ -261,7 +261,7 @@ fn sibling_private(public_file: &Path, public: &PublicKey) -> Option<(PathBuf, P
     debug_assert_eq!(public_path(&private), public_file);
     match read_key_file(&private).ok()? {
         KeyFile::Private(key) if key.public_key().key_data() == public.key_data() => {
-            Some((private, key))
+            Some((private, *key))
         }
         _ => None,
     }
