@@ -107,12 +107,11 @@ pub fn prepare(
         state: ResultState::Rejected,
         reason: format!("bad_workload: {e:#}"),
     })?;
-    let argv = render_argv(runner, verified, &out, workspace.as_deref()).map_err(|e| {
-        NotStarted {
+    let argv =
+        render_argv(runner, verified, &out, workspace.as_deref()).map_err(|e| NotStarted {
             state: ResultState::Rejected,
             reason: format!("{}: {e}", e.code()),
-        }
-    })?;
+        })?;
     let cwd = workspace.clone().unwrap_or_else(|| job_dir.clone());
     let claimed_at = handle.lease.claimed_at.clone();
     let job_record = serde_json::json!({
@@ -210,7 +209,11 @@ pub fn execute(
             return Tick::Abandon;
         }
         if let Some(free) = gate::low_disk(runner) {
-            warn!(request_id, free_bytes = free, "the work folder is full: stopping the job");
+            warn!(
+                request_id,
+                free_bytes = free,
+                "the work folder is full: stopping the job"
+            );
             disk_full = Some(free);
             return Tick::Cancel;
         }
@@ -232,16 +235,20 @@ pub fn execute(
                     lease.renewed(sent);
                     next_renewal = Instant::now() + heartbeat;
                 }
-                Ok(None) => match runner.bus.within(lease.call_limit(Instant::now()), |_| {
-                    runner.adopt(&handle)
-                }) {
+                Ok(None) => match runner
+                    .bus
+                    .within(lease.call_limit(Instant::now()), |_| runner.adopt(&handle))
+                {
                     // Our previous renewal went through after all: renew on top of it next tick.
                     Ok(Some(ours)) => {
                         handle = ours;
                         lease.renewal_failed(sent);
                     }
                     Ok(None) => {
-                        warn!(request_id, "lease lost: stopping the job, publishing nothing");
+                        warn!(
+                            request_id,
+                            "lease lost: stopping the job, publishing nothing"
+                        );
                         lost = true;
                         return Tick::Abandon;
                     }
@@ -289,7 +296,10 @@ pub fn execute(
     };
     match outcome.ending {
         Ending::Abandoned if fenced => {
-            warn!(request_id, attempt, "job stopped by fencing; its output stays in the job folder");
+            warn!(
+                request_id,
+                attempt, "job stopped by fencing; its output stays in the job folder"
+            );
             JobEnd::Fenced
         }
         Ending::Abandoned => {

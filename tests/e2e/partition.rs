@@ -88,12 +88,8 @@ fn a_runner_cut_off_mid_job_stops_it_itself_and_publishes_nothing() {
             .filter(|r| r["pid"].as_u64().is_some())
             .map(|r| (r, Instant::now()))
     });
-    let (b_report, b_started) = b_report.unwrap_or_else(|| {
-        panic!(
-            "B never re-claimed; B log:\n{}",
-            server_b.log_text()
-        )
-    });
+    let (b_report, b_started) =
+        b_report.unwrap_or_else(|| panic!("B never re-claimed; B log:\n{}", server_b.log_text()));
     reaper.watch(sleep_pids(&b_report).0);
     assert!(
         a_stopped <= b_started,
@@ -109,11 +105,11 @@ fn a_runner_cut_off_mid_job_stops_it_itself_and_publishes_nothing() {
     assert!(server_b.is_running(), "{}", server_b.log_text());
 
     // Exactly one result commit on the branch, and A wrote nothing after B's take-over.
-    let results = gitx::git(
-        &w.bus,
-        &["log", "--format=%s", &full_branch(&branch)],
-    );
-    let n_results = results.lines().filter(|l| l.starts_with("macbridge result")).count();
+    let results = gitx::git(&w.bus, &["log", "--format=%s", &full_branch(&branch)]);
+    let n_results = results
+        .lines()
+        .filter(|l| l.starts_with("macbridge result"))
+        .count();
     assert_eq!(n_results, 1, "{results}");
     let chain = gitx::lease_chain(&w.bus, &id);
     let takeover = chain
