@@ -75,7 +75,10 @@ impl LeaseClock {
                 .failing_since
                 .map(|s| now.saturating_duration_since(s).as_secs_f64())
                 .unwrap_or(0.0),
-            lapses_in: self.valid_until.saturating_duration_since(now).as_secs_f64(),
+            lapses_in: self
+                .valid_until
+                .saturating_duration_since(now)
+                .as_secs_f64(),
         })
     }
 

@@ -110,12 +110,11 @@ pub fn prepare(
         state: ResultState::Rejected,
         reason: format!("bad_workload: {e:#}"),
     })?;
-    let argv = render_argv(runner, verified, &out, workspace.as_deref()).map_err(|e| {
-        NotStarted {
+    let argv =
+        render_argv(runner, verified, &out, workspace.as_deref()).map_err(|e| NotStarted {
             state: ResultState::Rejected,
             reason: format!("{}: {e}", e.code()),
-        }
-    })?;
+        })?;
     let confinement =
         confine(runner, verified, workspace.as_deref(), &out, &tmp).map_err(|e| NotStarted {
             state: ResultState::Failed,
@@ -219,7 +218,11 @@ pub fn execute(
             return Tick::Abandon;
         }
         if let Some(free) = gate::low_disk(runner) {
-            warn!(request_id, free_bytes = free, "the work folder is full: stopping the job");
+            warn!(
+                request_id,
+                free_bytes = free,
+                "the work folder is full: stopping the job"
+            );
             disk_full = Some(free);
             return Tick::Cancel;
         }
@@ -241,16 +244,20 @@ pub fn execute(
                     lease.renewed(sent);
                     next_renewal = Instant::now() + heartbeat;
                 }
-                Ok(None) => match runner.bus.within(lease.call_limit(Instant::now()), |_| {
-                    runner.adopt(&handle)
-                }) {
+                Ok(None) => match runner
+                    .bus
+                    .within(lease.call_limit(Instant::now()), |_| runner.adopt(&handle))
+                {
                     // Our previous renewal went through after all: renew on top of it next tick.
                     Ok(Some(ours)) => {
                         handle = ours;
                         lease.renewal_failed(sent);
                     }
                     Ok(None) => {
-                        warn!(request_id, "lease lost: stopping the job, publishing nothing");
+                        warn!(
+                            request_id,
+                            "lease lost: stopping the job, publishing nothing"
+                        );
                         lost = true;
                         return Tick::Abandon;
                     }
@@ -298,7 +305,10 @@ pub fn execute(
     };
     match outcome.ending {
         Ending::Abandoned if fenced => {
-            warn!(request_id, attempt, "job stopped by fencing; its output stays in the job folder");
+            warn!(
+                request_id,
+                attempt, "job stopped by fencing; its output stays in the job folder"
+            );
             JobEnd::Fenced
         }
         Ending::Abandoned => {

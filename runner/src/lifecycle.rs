@@ -94,7 +94,7 @@ pub struct Refused {
 
 /// Where a request is in its lifecycle.
 pub enum Stage {
-    Found(RequestOnBus),
+    Found(Box<RequestOnBus>),
     Verified(Box<Verified>),
     Claimed(Box<Claimed>),
     Running(Box<Running>),
@@ -139,7 +139,7 @@ pub fn drive(
     claims: &BTreeSet<String>,
 ) -> anyhow::Result<Handled> {
     let branch = req.branch.clone();
-    let mut stage = Stage::Found(req);
+    let mut stage = Stage::Found(Box::new(req));
     loop {
         if let Stage::Done(handled) = stage {
             return Ok(handled);
@@ -153,7 +153,7 @@ pub fn drive(
 /// One transition.
 pub fn advance(runner: &Runner, stage: Stage, claims: &BTreeSet<String>) -> anyhow::Result<Stage> {
     Ok(match stage {
-        Stage::Found(req) => verify(runner, req),
+        Stage::Found(req) => verify(runner, *req),
         Stage::Verified(v) => claim(runner, *v, claims)?,
         Stage::Claimed(c) => prepare(runner, *c)?,
         Stage::Running(r) => run(runner, *r)?,
@@ -279,16 +279,17 @@ fn claim(runner: &Runner, v: Verified, claims: &BTreeSet<String>) -> anyhow::Res
             Ok(lease) => {
                 let open = match lease.state {
                     LeaseState::Released => true,
-                    LeaseState::Claimed | LeaseState::Running => match lapsed(runner, prev, lease)
-                    {
-                        Ok(open) => open,
-                        Err(left) => {
-                            return Ok(Stage::Done(Handled::Watching(format!(
-                                "lease of {} lapsed by the wall clock; watching it {left:.1} s more before taking over",
-                                lease.runner_id
-                            ))));
+                    LeaseState::Claimed | LeaseState::Running => {
+                        match lapsed(runner, prev, lease) {
+                            Ok(open) => open,
+                            Err(left) => {
+                                return Ok(Stage::Done(Handled::Watching(format!(
+                                    "lease of {} lapsed by the wall clock; watching it {left:.1} s more before taking over",
+                                    lease.runner_id
+                                ))));
+                            }
                         }
-                    },
+                    }
                     _ => false,
                 };
                 if !open {
@@ -368,9 +369,7 @@ fn prepare(runner: &Runner, c: Claimed) -> anyhow::Result<Stage> {
             sent_at,
             prepared,
         }))),
-        Err(job::NotStarted { state, reason }) => {
-            Ok(refused(req, state, reason, Some(handle)))
-        }
+        Err(job::NotStarted { state, reason }) => Ok(refused(req, state, reason, Some(handle))),
     }
 }
 
@@ -474,36 +473,16 @@ fn publish_refusal(runner: &Runner, r: Refused) -> anyhow::Result<Stage> {
     }))
 }
 
-/// After a restart: a claim this runner still holds from its earlier life whose job had
-/// already ended (its folder recorded the judged end). Rebuild the `Gated` stage and publish,
-/// so the request is not run a second time. `None`: nothing recorded, or the request no
-/// longer verifies; the caller gives the claim back instead.
-pub fn resume(runner: &Runner, handle: LeaseHandle) -> anyhow::Result<Option<Handled>> {
-    let request_id = handle.lease.request_id.clone();
-    let job_dir = runner.config.jobs_dir().join(&request_id);
-    let Some(judged) = gate::recorded(&job_dir, &request_id, handle.lease.attempt) else {
-        return Ok(None);
-    };
-    let branch = handle.lease.branch.clone();
-    runner.bus.fetch(std::slice::from_ref(&branch))?;
-    let Some(req) = view::read_request(&runner.bus, &branch)? else {
-        return Ok(None);
-    };
-    if req.result.is_some() {
-        return Ok(Some(Handled::Skipped("already answered".to_string())));
-    }
-    // Verified as of when it was claimed: that is when it was accepted.
-    let at = clock::parse(&handle.lease.claimed_at).unwrap_or_else(clock::now);
-    let Ok(verified) = verify::verify_request(
-        &req.branch,
-        req.manifest_bytes.as_deref(),
-        req.signature.as_deref(),
-        &runner.trust,
-        at,
-    ) else {
-        return Ok(None);
-    };
-    info!(request_id = %request_id, attempt = handle.lease.attempt, "publishing the result of a job that ended before the restart");
+/// Gated → Done for a job an earlier life of this runner finished (see
+/// `housekeeping::recover`): the same single exit as a job that ran now.
+pub(crate) fn publish_ended(
+    runner: &Runner,
+    req: RequestOnBus,
+    handle: LeaseHandle,
+    verified: VerifiedRequest,
+    job_dir: PathBuf,
+    judged: gate::Judged,
+) -> anyhow::Result<Handled> {
     let gated = Gated {
         req,
         handle,
@@ -512,8 +491,8 @@ pub fn resume(runner: &Runner, handle: LeaseHandle) -> anyhow::Result<Option<Han
         job_dir,
         judged,
     };
-    match publish_result(runner, gated)? {
-        Stage::Done(handled) => Ok(Some(handled)),
-        _ => Ok(None),
-    }
+    Ok(match publish_result(runner, gated)? {
+        Stage::Done(handled) => handled,
+        _ => Handled::Abandoned,
+    })
 }

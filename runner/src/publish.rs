@@ -194,7 +194,12 @@ fn push_with_retries(
             }
             Ok(PublishOutcome::LeaseLost) => {
                 // The claim may have moved to our own last renewal (its answer lost).
-                match held.as_ref().map(|h| runner.adopt(h)).transpose()?.flatten() {
+                match held
+                    .as_ref()
+                    .map(|h| runner.adopt(h))
+                    .transpose()?
+                    .flatten()
+                {
                     Some(ours) => held = Some(ours),
                     None => {
                         warn!(branch = %req.branch, "lease lost before publishing; result dropped");

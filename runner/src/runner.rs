@@ -151,7 +151,10 @@ impl Runner {
             LeaseHandle {
                 claim_ref,
                 tip,
-                lease: on_bus.lease.clone().unwrap_or_else(|_| handle.lease.clone()),
+                lease: on_bus
+                    .lease
+                    .clone()
+                    .unwrap_or_else(|_| handle.lease.clone()),
             }
         }))
     }

@@ -69,7 +69,8 @@ fn chaos_soak() {
         .collect();
     let requests: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let done = AtomicBool::new(false);
-    let (kills, cancels, short_expiries) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (kills, cancels, short_expiries) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let started = Instant::now();
 
     std::thread::scope(|s| {
@@ -139,7 +140,10 @@ fn chaos_soak() {
         let list = requests.lock().unwrap().clone();
         let finals = census::wait_all_final(&w, &list, Duration::from_secs(600 + 2 * n as u64));
         done.store(true, Ordering::SeqCst);
-        println!("chaos: {finals}/{n} final after {:.0} s", started.elapsed().as_secs_f64());
+        println!(
+            "chaos: {finals}/{n} final after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     });
     let elapsed = started.elapsed();
     for server in &servers {
@@ -178,13 +182,18 @@ fn chaos_soak() {
     std::thread::sleep(Duration::from_secs(2));
     let cleanup = fleet[0].cleanup(&w);
     let live = |prefix: &str| gitx::refs(&w.bus, prefix).len();
-    let (live_branches, live_claims) = (live("refs/heads/mac-bridge/"), live("refs/mac-bridge/claims/"));
+    let (live_branches, live_claims) = (
+        live("refs/heads/mac-bridge/"),
+        live("refs/mac-bridge/claims/"),
+    );
 
     println!(
         "CHAOS SOAK ({} s, load {}): runners 4 | SIGKILL+restart {} | cancels {} | 2-s expiries {} | {} | \
          executions by folder attempt {by_attempt:?} | orphans {} | live refs after clean-up: {live_branches} branches, {live_claims} claims (the replay ledger, kept until each request expires) (clean-up: {cleanup})",
         elapsed.as_secs(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
         kills.load(Ordering::SeqCst),
         cancels.load(Ordering::SeqCst),
         short_expiries.load(Ordering::SeqCst),

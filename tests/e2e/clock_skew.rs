@@ -43,7 +43,9 @@ fn skewed(lib: &std::path::Path, offset: &str, base: RunnerOpts) -> RunnerOpts {
 #[test]
 fn a_runner_minutes_behind_keeps_its_lease_and_doctor_reports_the_skew() {
     let Some(lib) = libfaketime() else {
-        println!("SKIPPED clock-skew test: libfaketime is not installed (apt-get install faketime)");
+        println!(
+            "SKIPPED clock-skew test: libfaketime is not installed (apt-get install faketime)"
+        );
         return;
     };
     let w = World::new();
@@ -97,7 +99,10 @@ fn a_runner_minutes_behind_keeps_its_lease_and_doctor_reports_the_skew() {
         .find(|c| c["name"] == "clock_skew")
         .unwrap_or_else(|| panic!("no clock_skew check: {checks:?}"));
     assert_eq!(skew["status"], "warn", "{skew}");
-    assert!(skew["detail"].as_str().unwrap_or("").contains("future"), "{skew}");
+    assert!(
+        skew["detail"].as_str().unwrap_or("").contains("future"),
+        "{skew}"
+    );
     let honest_checks = honest.doctor(&w);
     let honest_skew = honest_checks.iter().find(|c| c["name"] == "clock_skew");
     println!("clock skew: behind runner's doctor: {skew}; honest runner's doctor: {honest_skew:?}");
@@ -106,7 +111,9 @@ fn a_runner_minutes_behind_keeps_its_lease_and_doctor_reports_the_skew() {
 #[test]
 fn a_runner_minutes_ahead_serves_normally() {
     let Some(lib) = libfaketime() else {
-        println!("SKIPPED clock-skew test: libfaketime is not installed (apt-get install faketime)");
+        println!(
+            "SKIPPED clock-skew test: libfaketime is not installed (apt-get install faketime)"
+        );
         return;
     };
     let w = World::new();

@@ -77,28 +77,32 @@ fn a_runner_cut_off_mid_job_stops_it_itself_and_publishes_nothing() {
 
     let cut = Instant::now();
     net.link(0, false).expect("cutting A's link");
-    // A must stop its job by itself before its lease (8 s after its last renewal) lapses.
-    let a_stopped = proc::poll(Duration::from_secs(30), || {
-        (!proc::pid_alive(a_pid)).then(Instant::now)
-    })
-    .unwrap_or_else(|| panic!("A's job survived the cut: {}", server_a.log_text()));
-    // B takes over (attempt 2) and its job starts.
-    let b_report = proc::poll(LIMIT, || {
-        b.sleep_report(&id)
-            .filter(|r| r["pid"].as_u64().is_some())
-            .map(|r| (r, Instant::now()))
-    });
-    let (b_report, b_started) = b_report.unwrap_or_else(|| {
-        panic!(
-            "B never re-claimed; B log:\n{}",
-            server_b.log_text()
-        )
-    });
-    reaper.watch(sleep_pids(&b_report).0);
-    assert!(
-        a_stopped <= b_started,
-        "A's job was still running when B's started"
-    );
+    // Watch both at once: A must stop its job by itself (before its lease, 8 s after its last
+    // renewal, can lapse), and B's job (attempt 2) must not start while A's still runs.
+    let (mut a_stopped, mut b_started, mut b_report) = (None, None, None);
+    let deadline = Instant::now() + LIMIT;
+    while b_started.is_none() && Instant::now() < deadline {
+        let b_seen = b.sleep_report(&id);
+        let a_alive = proc::pid_alive(a_pid);
+        assert!(
+            !(a_alive && b_seen.is_some()),
+            "B's job started while A's still ran; A log:\n{}",
+            server_a.log_text()
+        );
+        if !a_alive && a_stopped.is_none() {
+            a_stopped = Some(Instant::now());
+        }
+        if let Some(report) = b_seen {
+            b_started = Some(Instant::now());
+            b_report = Some(report);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a_stopped =
+        a_stopped.unwrap_or_else(|| panic!("A's job survived the cut: {}", server_a.log_text()));
+    let b_started =
+        b_started.unwrap_or_else(|| panic!("B never re-claimed; B log:\n{}", server_b.log_text()));
+    reaper.watch(sleep_pids(&b_report.expect("B's report")).0);
     // The link comes back while B runs: A must publish nothing for its attempt.
     net.link(0, true).expect("restoring A's link");
     let restored = Instant::now();
@@ -109,11 +113,11 @@ fn a_runner_cut_off_mid_job_stops_it_itself_and_publishes_nothing() {
     assert!(server_b.is_running(), "{}", server_b.log_text());
 
     // Exactly one result commit on the branch, and A wrote nothing after B's take-over.
-    let results = gitx::git(
-        &w.bus,
-        &["log", "--format=%s", &full_branch(&branch)],
-    );
-    let n_results = results.lines().filter(|l| l.starts_with("macbridge result")).count();
+    let results = gitx::git(&w.bus, &["log", "--format=%s", &full_branch(&branch)]);
+    let n_results = results
+        .lines()
+        .filter(|l| l.starts_with("macbridge result"))
+        .count();
     assert_eq!(n_results, 1, "{results}");
     let chain = gitx::lease_chain(&w.bus, &id);
     let takeover = chain

@@ -95,7 +95,11 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
     let mut runs: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for member in fleet {
         for (folder, report) in member.sleep_reports() {
-            let id = folder.split(".attempt-").next().unwrap_or(&folder).to_string();
+            let id = folder
+                .split(".attempt-")
+                .next()
+                .unwrap_or(&folder)
+                .to_string();
             let entry = runs.entry(id).or_default();
             entry.0 += 1;
             if report["completed"] == true {
@@ -113,7 +117,10 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
         }
         let full = full_branch(branch);
         let log = gitx::git(&w.bus, &["log", "--format=%s", &full]);
-        let n = log.lines().filter(|l| l.starts_with("macbridge result")).count();
+        let n = log
+            .lines()
+            .filter(|l| l.starts_with("macbridge result"))
+            .count();
         if n == 0 {
             f.lost += 1;
             continue;

@@ -72,12 +72,38 @@ impl Net {
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         let (inner, outer) = self.veth(index);
         ip(&[
-            "-n", &ns, "link", "add", &inner, "type", "veth", "peer", "name", &outer, "netns",
+            "-n",
+            &ns,
+            "link",
+            "add",
+            &inner,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &outer,
+            "netns",
             &self.bus_ns,
         ])?;
         let bus_addr = format!("10.77.{index}.1");
-        ip(&["-n", &ns, "addr", "add", &format!("10.77.{index}.2/30"), "dev", &inner])?;
-        ip(&["-n", &self.bus_ns, "addr", "add", &format!("{bus_addr}/30"), "dev", &outer])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.77.{index}.2/30"),
+            "dev",
+            &inner,
+        ])?;
+        ip(&[
+            "-n",
+            &self.bus_ns,
+            "addr",
+            "add",
+            &format!("{bus_addr}/30"),
+            "dev",
+            &outer,
+        ])?;
         ip(&["-n", &ns, "link", "set", &inner, "up"])?;
         ip(&["-n", &self.bus_ns, "link", "set", &outer, "up"])?;
         Ok((ns, bus_addr))

@@ -57,10 +57,19 @@ pub fn flaky_run(requests: usize, runners: usize, seed: u64) -> census::Figures 
     let figures = census::take(&w, &fleet, &ids, proxy.counts.faults());
     println!(
         "flaky remote ({runners} runners, proxy connections {}, dropped {}, reset {}, delayed {}; final {finals}): {}",
-        proxy.counts.connections.load(std::sync::atomic::Ordering::SeqCst),
-        proxy.counts.dropped.load(std::sync::atomic::Ordering::SeqCst),
+        proxy
+            .counts
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        proxy
+            .counts
+            .dropped
+            .load(std::sync::atomic::Ordering::SeqCst),
         proxy.counts.reset.load(std::sync::atomic::Ordering::SeqCst),
-        proxy.counts.delayed.load(std::sync::atomic::Ordering::SeqCst),
+        proxy
+            .counts
+            .delayed
+            .load(std::sync::atomic::Ordering::SeqCst),
         figures.line()
     );
     figures
@@ -75,4 +84,3 @@ pub fn assert_exactly_once(f: &census::Figures) {
     assert_eq!(f.duplicates, 0, "{}", f.line());
     assert!(f.faults > 0, "the proxy injected nothing: {}", f.line());
 }
-

@@ -212,7 +212,11 @@ impl Bus {
 
     /// Let git pack and prune the cache when it thinks it is worth it.
     pub fn gc_auto(&self) -> Result<(), GitError> {
-        command::run(&self.cache_path, &["gc", "--auto", "--quiet"], self.timeout.get())?;
+        command::run(
+            &self.cache_path,
+            &["gc", "--auto", "--quiet"],
+            self.timeout.get(),
+        )?;
         Ok(())
     }
 
