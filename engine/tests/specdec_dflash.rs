@@ -36,7 +36,8 @@ fn err_of(d: &Path, target: &CausalLm) -> String {
 fn edit_weights(src: &Path, dst: &Path, f: impl FnOnce(&mut HashMap<String, Tensor>)) {
     std::fs::create_dir_all(dst).unwrap();
     std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
-    let mut w = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut w =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     f(&mut w);
     candle_core::safetensors::save(&w, dst.join("model.safetensors")).unwrap();
 }
@@ -62,13 +63,23 @@ fn strict_loading_refuses_what_does_not_fit() {
     edit_weights(&d, &p("missing"), |w| {
         w.remove("layers.1.mlp.up_proj.weight");
     });
-    assert!(err_of(&p("missing"), &target).contains("missing tensors"), "{}", err_of(&p("missing"), &target));
+    assert!(
+        err_of(&p("missing"), &target).contains("missing tensors"),
+        "{}",
+        err_of(&p("missing"), &target)
+    );
     edit_weights(&d, &p("unknown"), |w| {
-        w.insert("embed_tokens.weight".into(), Tensor::zeros((320, 64), candle_core::DType::F32, &Device::Cpu).unwrap());
+        w.insert(
+            "embed_tokens.weight".into(),
+            Tensor::zeros((320, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
     assert!(err_of(&p("unknown"), &target).contains("unknown tensors"));
     edit_weights(&d, &p("shape"), |w| {
-        w.insert("fc.weight".into(), Tensor::zeros((64, 64), candle_core::DType::F32, &Device::Cpu).unwrap());
+        w.insert(
+            "fc.weight".into(),
+            Tensor::zeros((64, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
     assert!(err_of(&p("shape"), &target).contains("fc.weight has shape"));
     // bf16 weights load (converted to the target's dtype).
@@ -79,12 +90,43 @@ fn strict_loading_refuses_what_does_not_fit() {
     });
     assert!(DFlashModel::load(&p("bf16"), &target).is_ok());
     for (name, edit, needle) in [
-        ("ids", Box::new(|c: &mut Value| c["dflash_config"]["target_layer_ids"] = serde_json::json!([0, 5])) as Box<dyn Fn(&mut Value)>, "target layer id 5"),
-        ("ntl", Box::new(|c: &mut Value| c["num_target_layers"] = 7.into()), "num_target_layers 7"),
-        ("vocab", Box::new(|c: &mut Value| c["vocab_size"] = 1000.into()), "vocab_size"),
-        ("mask", Box::new(|c: &mut Value| c["dflash_config"]["mask_token_id"] = 320.into()), "mask_token_id 320"),
-        ("arch", Box::new(|c: &mut Value| c["architectures"] = serde_json::json!(["Qwen3ForCausalLM"])), "DFlashDraftModel"),
-        ("nomask", Box::new(|c: &mut Value| { c["dflash_config"].as_object_mut().unwrap().remove("mask_token_id"); }), "mask_token_id"),
+        (
+            "ids",
+            Box::new(|c: &mut Value| {
+                c["dflash_config"]["target_layer_ids"] = serde_json::json!([0, 5])
+            }) as Box<dyn Fn(&mut Value)>,
+            "target layer id 5",
+        ),
+        (
+            "ntl",
+            Box::new(|c: &mut Value| c["num_target_layers"] = 7.into()),
+            "num_target_layers 7",
+        ),
+        (
+            "vocab",
+            Box::new(|c: &mut Value| c["vocab_size"] = 1000.into()),
+            "vocab_size",
+        ),
+        (
+            "mask",
+            Box::new(|c: &mut Value| c["dflash_config"]["mask_token_id"] = 320.into()),
+            "mask_token_id 320",
+        ),
+        (
+            "arch",
+            Box::new(|c: &mut Value| c["architectures"] = serde_json::json!(["Qwen3ForCausalLM"])),
+            "DFlashDraftModel",
+        ),
+        (
+            "nomask",
+            Box::new(|c: &mut Value| {
+                c["dflash_config"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("mask_token_id");
+            }),
+            "mask_token_id",
+        ),
     ] {
         edit_config(&d, &p(name), |c| edit(c));
         let e = err_of(&p(name), &target);
@@ -120,14 +162,23 @@ impl W {
         (v.into_iter().map(f64::from).collect(), o, i)
     }
     fn v(&self, n: &str) -> Vec<f64> {
-        self.0[n].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect()
+        self.0[n]
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect()
     }
 }
 
 fn lin(x: &[Vec<f64>], w: &(Vec<f64>, usize, usize)) -> Vec<Vec<f64>> {
     let (wv, o, i) = w;
     x.iter()
-        .map(|r| (0..*o).map(|j| (0..*i).map(|k| r[k] * wv[j * i + k]).sum()).collect())
+        .map(|r| {
+            (0..*o)
+                .map(|j| (0..*i).map(|k| r[k] * wv[j * i + k]).sum())
+                .collect()
+        })
         .collect()
 }
 
@@ -168,21 +219,43 @@ fn reference_block(
     mask: u32,
 ) -> Vec<Vec<f64>> {
     let c = lin(hidden, &dw.m("fc.weight"));
-    let c: Vec<Vec<f64>> = c.iter().map(|r| rms(r, &dw.v("hidden_norm.weight"))).collect();
+    let c: Vec<Vec<f64>> = c
+        .iter()
+        .map(|r| rms(r, &dw.v("hidden_norm.weight")))
+        .collect();
     let ctx = c.len();
     let (emb, _, h) = tw.m("model.embed_tokens.weight");
-    let mut x: Vec<Vec<f64>> = block.iter().map(|&t| emb[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
+    let mut x: Vec<Vec<f64>> = block
+        .iter()
+        .map(|&t| emb[t as usize * h..(t as usize + 1) * h].to_vec())
+        .collect();
     for l in 0..layers {
         let p = |n: &str| format!("layers.{l}.{n}");
-        let (qn, kn) = (dw.v(&p("self_attn.q_norm.weight")), dw.v(&p("self_attn.k_norm.weight")));
-        let hn: Vec<Vec<f64>> = x.iter().map(|r| rms(r, &dw.v(&p("input_layernorm.weight")))).collect();
+        let (qn, kn) = (
+            dw.v(&p("self_attn.q_norm.weight")),
+            dw.v(&p("self_attn.k_norm.weight")),
+        );
+        let hn: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| rms(r, &dw.v(&p("input_layernorm.weight"))))
+            .collect();
         // Keys/values: context rows (no input norm), then the block rows.
         let mut keys = Vec::new();
         let mut vals = Vec::new();
         for (pos, row) in c.iter().chain(hn.iter()).enumerate() {
-            let k = lin(std::slice::from_ref(row), &dw.m(&p("self_attn.k_proj.weight"))).remove(0);
+            let k = lin(
+                std::slice::from_ref(row),
+                &dw.m(&p("self_attn.k_proj.weight")),
+            )
+            .remove(0);
             keys.push(head_nr(&k, hd, &kn, pos, theta));
-            vals.push(lin(std::slice::from_ref(row), &dw.m(&p("self_attn.v_proj.weight"))).remove(0));
+            vals.push(
+                lin(
+                    std::slice::from_ref(row),
+                    &dw.m(&p("self_attn.v_proj.weight")),
+                )
+                .remove(0),
+            );
         }
         let q = lin(&hn, &dw.m(&p("self_attn.q_proj.weight")));
         let mut attn = vec![vec![0.0; nh * hd]; block.len()];
@@ -191,12 +264,22 @@ fn reference_block(
             for hh in 0..nh {
                 let g = hh / (nh / nkv);
                 let qh = &qi[hh * hd..(hh + 1) * hd];
-                let sc: Vec<f64> = keys.iter().map(|k| (0..hd).map(|d| qh[d] * k[g * hd + d]).sum::<f64>() / (hd as f64).sqrt()).collect();
+                let sc: Vec<f64> = keys
+                    .iter()
+                    .map(|k| {
+                        (0..hd).map(|d| qh[d] * k[g * hd + d]).sum::<f64>() / (hd as f64).sqrt()
+                    })
+                    .collect();
                 let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = sc.iter().map(|s| (s - mx).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for d in 0..hd {
-                    attn[i][hh * hd + d] = e.iter().zip(&vals).map(|(a, v)| a * v[g * hd + d]).sum::<f64>() / z;
+                    attn[i][hh * hd + d] = e
+                        .iter()
+                        .zip(&vals)
+                        .map(|(a, v)| a * v[g * hd + d])
+                        .sum::<f64>()
+                        / z;
                 }
             }
         }
@@ -206,10 +289,22 @@ fn reference_block(
                 *a += b;
             }
         }
-        let h2: Vec<Vec<f64>> = x.iter().map(|r| rms(r, &dw.v(&p("post_attention_layernorm.weight")))).collect();
+        let h2: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| rms(r, &dw.v(&p("post_attention_layernorm.weight"))))
+            .collect();
         let g = lin(&h2, &dw.m(&p("mlp.gate_proj.weight")));
         let u = lin(&h2, &dw.m(&p("mlp.up_proj.weight")));
-        let a: Vec<Vec<f64>> = g.iter().zip(&u).map(|(g, u)| g.iter().zip(u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()).collect();
+        let a: Vec<Vec<f64>> = g
+            .iter()
+            .zip(&u)
+            .map(|(g, u)| {
+                g.iter()
+                    .zip(u)
+                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                    .collect()
+            })
+            .collect();
         let dn = lin(&a, &dw.m(&p("mlp.down_proj.weight")));
         for (xr, d) in x.iter_mut().zip(&dn) {
             for (a, b) in xr.iter_mut().zip(d) {
@@ -217,7 +312,10 @@ fn reference_block(
             }
         }
     }
-    let y: Vec<Vec<f64>> = x[1..].iter().map(|r| rms(r, &dw.v("norm.weight"))).collect();
+    let y: Vec<Vec<f64>> = x[1..]
+        .iter()
+        .map(|r| rms(r, &dw.v("norm.weight")))
+        .collect();
     let mut logits = lin(&y, &tw.m(head_name));
     for r in &mut logits {
         r[mask as usize] = f64::NEG_INFINITY;
@@ -241,23 +339,57 @@ fn block_forward_matches_a_plain_reimplementation_and_context_is_incremental() {
         // Capture is the residual stream after the layer: the last layer's states through
         // the head give the same logits.
         let mut c2 = target.new_cache(&KvChannel::Raw).unwrap();
-        let (_, last) = target.forward_capture(&prompt, &mut c2, Logits::All, &[1]).unwrap();
+        let (_, last) = target
+            .forward_capture(&prompt, &mut c2, Logits::All, &[1])
+            .unwrap();
         let again = target.head(&last.unwrap()).unwrap();
-        let diff = (logits - again).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (logits - again)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0);
 
         let mut ctx = ContextKv::default();
         m.extend_context(&mut ctx, &hidden).unwrap();
         let mask = m.cfg.mask_token_id;
         let block = [42u32, mask, mask, mask, mask];
-        let got = m.block_logits(&target, &ctx, &block).unwrap().to_vec2::<f32>().unwrap();
+        let got = m
+            .block_logits(&target, &ctx, &block)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
 
-        let dw = W(candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu).unwrap());
-        let tw = W(candle_core::safetensors::load(t.join("model.safetensors"), &Device::Cpu).unwrap());
-        let head_name = if tw.0.contains_key("lm_head.weight") { "lm_head.weight" } else { "model.embed_tokens.weight" };
-        let hrows: Vec<Vec<f64>> = hidden.to_vec2::<f32>().unwrap().into_iter().map(|r| r.into_iter().map(f64::from).collect()).collect();
+        let dw =
+            W(candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu).unwrap());
+        let tw =
+            W(candle_core::safetensors::load(t.join("model.safetensors"), &Device::Cpu).unwrap());
+        let head_name = if tw.0.contains_key("lm_head.weight") {
+            "lm_head.weight"
+        } else {
+            "model.embed_tokens.weight"
+        };
+        let hrows: Vec<Vec<f64>> = hidden
+            .to_vec2::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.into_iter().map(f64::from).collect())
+            .collect();
         let mc = &m.cfg.model;
-        let want = reference_block(&dw, &tw, mc.num_layers, (mc.num_heads, mc.num_kv_heads, mc.head_dim), mc.rope_theta, head_name, &hrows, &block, mask);
+        let want = reference_block(
+            &dw,
+            &tw,
+            mc.num_layers,
+            (mc.num_heads, mc.num_kv_heads, mc.head_dim),
+            mc.rope_theta,
+            head_name,
+            &hrows,
+            &block,
+            mask,
+        );
         assert_eq!(got.len(), 4);
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g[mask as usize], f32::NEG_INFINITY);
@@ -265,19 +397,30 @@ fn block_forward_matches_a_plain_reimplementation_and_context_is_incremental() {
                 if j == mask as usize {
                     continue;
                 }
-                assert!((f64::from(*a) - b).abs() <= 1e-3 * (1.0 + b.abs()), "{arch:?} logit {j}: {a} vs {b}");
+                assert!(
+                    (f64::from(*a) - b).abs() <= 1e-3 * (1.0 + b.abs()),
+                    "{arch:?} logit {j}: {a} vs {b}"
+                );
             }
         }
 
         // Context K/V grown in pieces equals the context computed at once.
         let mut inc = ContextKv::default();
         for (s, n) in [(0usize, 4usize), (4, 1), (5, 4)] {
-            m.extend_context(&mut inc, &hidden.narrow(0, s, n).unwrap()).unwrap();
+            m.extend_context(&mut inc, &hidden.narrow(0, s, n).unwrap())
+                .unwrap();
         }
         assert_eq!(inc.len, ctx.len);
         for l in 0..ctx.k.len() {
             for (a, b) in [(&inc.k[l], &ctx.k[l]), (&inc.v[l], &ctx.v[l])] {
-                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let d = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(d <= 1e-6, "layer {l}: incremental context differs by {d}");
             }
         }

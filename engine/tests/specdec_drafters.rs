@@ -49,7 +49,15 @@ fn world(dir: &std::path::Path, arch: Arch, seed: u64) -> World {
     }
 }
 
-fn check(w: &World, kv: &KvChannel, prompt: &[u32], block: usize, max_new: usize, stop: &[u32], policy: BlockPolicy) {
+fn check(
+    w: &World,
+    kv: &KvChannel,
+    prompt: &[u32],
+    block: usize,
+    max_new: usize,
+    stop: &[u32],
+    policy: BlockPolicy,
+) {
     let mut ar = Session::new(&w.target, kv).unwrap();
     let want = greedy(&mut ar, prompt, max_new, stop).unwrap();
     let opts = SpecOptions {
@@ -64,7 +72,9 @@ fn check(w: &World, kv: &KvChannel, prompt: &[u32], block: usize, max_new: usize
             "ngram" => Box::new(NgramDrafter::new(NGRAM).unwrap()),
             "model" => Box::new(ModelDrafter::new(&mut ds)),
             "dflash" => Box::new(DFlashDrafter::new(&w.dflash, &w.target)),
-            _ => Box::new(ReplayDrafter::new(want.tokens.clone(), 0.3, block as u64, vocab).unwrap()),
+            _ => {
+                Box::new(ReplayDrafter::new(want.tokens.clone(), 0.3, block as u64, vocab).unwrap())
+            }
         };
         let mut t = Session::new(&w.target, kv).unwrap();
         let got = speculative_with(&mut t, d.as_mut(), prompt, &opts, policy).unwrap();
@@ -73,7 +83,11 @@ fn check(w: &World, kv: &KvChannel, prompt: &[u32], block: usize, max_new: usize
             "{name}: block {block}, max_new {max_new}, kv {kv}, stop {stop:?}, {policy:?}"
         );
         assert_eq!(got.accepted_lens.iter().sum::<usize>(), got.tokens.len());
-        assert!(got.block_lens.iter().all(|&l| (1..=block.max(1)).contains(&l)));
+        assert!(
+            got.block_lens
+                .iter()
+                .all(|&l| (1..=block.max(1)).contains(&l))
+        );
         assert_eq!(got.stopped_on_eos, want.stopped_on_eos);
     }
 }
@@ -82,13 +96,22 @@ fn check(w: &World, kv: &KvChannel, prompt: &[u32], block: usize, max_new: usize
 fn every_drafter_is_lossless_on_every_architecture() {
     let dir = tempfile::tempdir().unwrap();
     let q10: KvChannel = "e8-q10".parse().unwrap();
-    for (i, arch) in [Arch::Llama, Arch::Qwen2, Arch::Qwen3].into_iter().enumerate() {
+    for (i, arch) in [Arch::Llama, Arch::Qwen2, Arch::Qwen3]
+        .into_iter()
+        .enumerate()
+    {
         for seed in 0..2u64 {
             let seed = seed + 10 * i as u64;
             let w = world(dir.path(), arch, seed);
             let long: Vec<u32> = (0..23).map(|j| ((j * 7 + seed as u32) % 40) + 2).collect();
             let rep: Vec<u32> = [5u32, 6, 7, 8].repeat(4);
-            for (b, prompt) in [(1usize, &long), (2, &rep), (5, &long), (16, &rep), (64, &long)] {
+            for (b, prompt) in [
+                (1usize, &long),
+                (2, &rep),
+                (5, &long),
+                (16, &rep),
+                (64, &long),
+            ] {
                 let kv = if b % 2 == 0 { &q10 } else { &KvChannel::Raw };
                 check(&w, kv, prompt, b, 37, &[], BlockPolicy::Fixed);
             }
@@ -97,7 +120,15 @@ fn every_drafter_is_lossless_on_every_architecture() {
             // A stop token in the middle of a block: the plain decode's 6th token.
             let mut ar = Session::new(&w.target, &KvChannel::Raw).unwrap();
             let plain = greedy(&mut ar, &long, 30, &[]).unwrap();
-            check(&w, &KvChannel::Raw, &long, 8, 30, &[plain.tokens[5]], BlockPolicy::Fixed);
+            check(
+                &w,
+                &KvChannel::Raw,
+                &long,
+                8,
+                30,
+                &[plain.tokens[5]],
+                BlockPolicy::Fixed,
+            );
         }
     }
 }
@@ -117,10 +148,17 @@ fn the_sink_streams_every_commit_and_can_stop_early() {
     let mut seen = Vec::new();
     let mut d = DFlashDrafter::new(&w.dflash, &w.target);
     let mut t = Session::new(&w.target, &KvChannel::Raw).unwrap();
-    let full = speculative_stream(&mut t, &mut d, &prompt, &opts, BlockPolicy::Fixed, &mut |c| {
-        seen.extend_from_slice(c);
-        ControlFlow::Continue(())
-    })
+    let full = speculative_stream(
+        &mut t,
+        &mut d,
+        &prompt,
+        &opts,
+        BlockPolicy::Fixed,
+        &mut |c| {
+            seen.extend_from_slice(c);
+            ControlFlow::Continue(())
+        },
+    )
     .unwrap();
     assert_eq!(seen, want.tokens);
     assert!(!full.cancelled);
@@ -128,10 +166,21 @@ fn the_sink_streams_every_commit_and_can_stop_early() {
     let mut sent = Vec::new();
     let mut d = NgramDrafter::new(NGRAM).unwrap();
     let mut t = Session::new(&w.target, &KvChannel::Raw).unwrap();
-    let cut = speculative_stream(&mut t, &mut d, &prompt, &opts, BlockPolicy::Fixed, &mut |c| {
-        sent.extend_from_slice(c);
-        if sent.len() >= 10 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    })
+    let cut = speculative_stream(
+        &mut t,
+        &mut d,
+        &prompt,
+        &opts,
+        BlockPolicy::Fixed,
+        &mut |c| {
+            sent.extend_from_slice(c);
+            if sent.len() >= 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
     .unwrap();
     assert!(cut.cancelled);
     assert_eq!(cut.tokens, sent);

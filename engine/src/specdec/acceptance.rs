@@ -92,6 +92,16 @@ pub fn row(labels: Value, samples: &[Sample], correctness: Option<f64>) -> Value
         .flat_map(|s| &s.kv_layers)
         .map(|l| l.skipped)
         .sum();
+    let draft_s: f64 = samples.iter().map(|s| s.spec.draft_s).sum();
+    let verify_s: f64 = samples.iter().map(|s| s.spec.verify_s).sum();
+    let draft_fw: u64 = samples.iter().map(|s| s.spec.draft_forwards).sum();
+    let ar_steps: u64 = samples
+        .iter()
+        .map(|s| s.ar.forwards.saturating_sub(1))
+        .sum();
+    let ar_step_s = ratio(ar_s - ar_prefill, ar_steps as f64);
+    // Time the loop spends outside prefill, drafting and verifying (bookkeeping, sinks).
+    let overhead_s = (spec_s - spec_prefill - draft_s - verify_s).max(0.0);
     let mut v = json!({
         "samples": samples.len(),
         "lossless": !samples.is_empty() && samples.iter().all(Sample::lossless),
@@ -110,8 +120,13 @@ pub fn row(labels: Value, samples: &[Sample], correctness: Option<f64>) -> Value
         "verify_forwards": samples.iter().map(|s| s.spec.verify_forwards).sum::<u64>(),
         "spec_seconds": spec_s,
         "ar_seconds": ar_s,
-        "draft_seconds": samples.iter().map(|s| s.spec.draft_s).sum::<f64>(),
-        "verify_seconds": samples.iter().map(|s| s.spec.verify_s).sum::<f64>(),
+        "draft_seconds": draft_s,
+        "verify_seconds": verify_s,
+        "loop_overhead_seconds": overhead_s,
+        "ar_step_seconds": ar_step_s,
+        "draft_forward_in_target_steps": (draft_fw > 0 && ar_step_s > 0.0)
+            .then(|| draft_s / draft_fw as f64 / ar_step_s),
+        "verify_in_target_steps": ratio(verify_s / (blocks.max(1) as f64), ar_step_s),
         "tokens_per_s": tps,
         "ar_tokens_per_s": ar_tps,
         "speedup_vs_ar": ratio(tps, ar_tps),

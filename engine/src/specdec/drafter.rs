@@ -81,3 +81,21 @@ impl BlockPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BlockPolicy;
+
+    #[test]
+    fn adaptive_rule() {
+        let a = BlockPolicy::Adaptive;
+        assert_eq!(a.next(8, 8, 7, 7), 8); // all accepted at the cap: stays
+        assert_eq!(a.next(4, 8, 3, 3), 6); // all accepted: +2
+        assert_eq!(a.next(7, 8, 6, 6), 8); // capped
+        assert_eq!(a.next(6, 8, 5, 2), 5); // a rejection: −1
+        assert_eq!(a.next(2, 8, 1, 0), 2); // never below 2
+        assert_eq!(a.next(5, 8, 0, 0), 5); // no proposal: unchanged
+        assert_eq!(a.next(1, 1, 0, 0), 1); // block size 1 stays 1
+        assert_eq!(BlockPolicy::Fixed.next(3, 8, 2, 0), 8);
+    }
+}

@@ -165,3 +165,32 @@ fn refuses_bad_input() {
     };
     assert!(speculative(&mut t, &mut d, &[], &opts).is_err());
 }
+
+#[test]
+fn a_drafter_that_proposes_nothing_costs_plain_steps_only() {
+    use crate::specdec::ngram::{NgramDrafter, NgramParams};
+    // `mixing` never repeats a short n-gram early, so prompt lookup often has nothing.
+    let prompt = [3u32, 9, 27];
+    let mut ar = Fake::new(mixing);
+    let want = greedy(&mut ar, &prompt, 30, &[]).unwrap();
+    let mut t = Fake::new(mixing);
+    let mut d = NgramDrafter::new(NgramParams {
+        min_n: 2,
+        max_n: 3,
+        draft_max: 8,
+    })
+    .unwrap();
+    let opts = SpecOptions {
+        block_size: 8,
+        max_new_tokens: 30,
+        stop: vec![],
+    };
+    let got = speculative_with(&mut t, &mut d, &prompt, &opts, BlockPolicy::Fixed).unwrap();
+    assert_eq!(got.tokens, want.tokens);
+    assert!(got.plain_steps > 0);
+    // Plain blocks are exactly the blocks of length 1; every block but a final
+    // forward-free one is one target forward (plus the prefill).
+    let ones = got.block_lens.iter().filter(|&&l| l == 1).count() as u64;
+    assert!(got.plain_steps <= ones && ones <= got.plain_steps + 1);
+    assert!(got.verify_forwards <= got.blocks() as u64 + 1);
+}

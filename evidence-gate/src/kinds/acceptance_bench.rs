@@ -41,7 +41,10 @@ fn check(report: &Map<String, Value>, out: &mut Vec<Violation>) {
     let mut best: Map<String, Value> = Map::new();
     for (i, r) in rows.iter().enumerate() {
         let Value::Object(r) = r else {
-            out.push(Violation::new("SCHEMA", format!("rows[{i}] is not an object")));
+            out.push(Violation::new(
+                "SCHEMA",
+                format!("rows[{i}] is not an object"),
+            ));
             all_lossless = false;
             continue;
         };
@@ -105,7 +108,10 @@ fn check_row(
 ) -> (bool, Option<(String, f64)>) {
     let drafter = r.get("drafter").and_then(Value::as_str);
     let kv = r.get("kv").and_then(Value::as_str);
-    let block = r.get("block_size").and_then(Value::as_u64).filter(|b| *b > 0);
+    let block = r
+        .get("block_size")
+        .and_then(Value::as_u64)
+        .filter(|b| *b > 0);
     let (Some(drafter), Some(_), Some(block)) = (drafter, kv, block) else {
         out.push(Violation::new(
             "SCHEMA",

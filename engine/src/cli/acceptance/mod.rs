@@ -259,7 +259,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 let mut samples = Vec::new();
                 for r in 0..a.repeats.max(1) {
                     for (pi, p) in ids.iter().enumerate() {
-                        samples.push(pair.sample(p, &opts, pi, r)?);
+                        // The parity of the run index sets which of AR and speculative runs
+                        // first: alternate per sample, not only per repeat.
+                        samples.push(pair.sample(p, &opts, pi, r * ids.len() + pi)?);
                     }
                 }
                 let cats: Vec<&str> = set
