@@ -234,7 +234,7 @@ fn main() {
     {
         let t0 = Instant::now();
         let port = server.port;
-        let rounds = 2usize;
+        let rounds = (8 / c).max(2);
         let handles: Vec<_> = (0..c)
             .map(|_| {
                 let body = req(true);

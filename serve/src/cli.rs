@@ -25,7 +25,8 @@ pub struct Args {
     /// the default and requests pick others with `kakeya.kv`.
     #[arg(long, default_value = "raw")]
     pub kv: String,
-    /// Speculative decoding drafter: none, model (needs --draft), ngram, dflash.
+    /// Speculative decoding drafter: none, model (needs --draft), ngram (prompt lookup), dflash
+    /// (not available in this build).
     #[arg(long, default_value = "none")]
     pub drafter: String,
     /// Draft model directory for `--drafter model`.

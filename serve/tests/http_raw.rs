@@ -268,7 +268,7 @@ fn launcher_help_and_startup_errors() {
         assert!(!out.status.success(), "{args:?} should fail");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    assert!(run(&["--model", &q, "--drafter", "ngram"]).contains("not available in this build"));
+    assert!(run(&["--model", &q, "--drafter", "dflash"]).contains("not available in this build"));
     assert!(run(&["--model", &q, "--drafter", "model"]).contains("--draft"));
     assert!(run(&["--model", &q, "--kv", "zz-q1"]).contains("zz-q1"));
     assert!(run(&["--config", "/nonexistent/serve.yaml"]).contains("serve.yaml"));
@@ -337,4 +337,82 @@ fn health_is_503_until_the_model_loads_and_bad_models_report_it() {
     assert_envelope(&r, 503);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn sigterm_after_the_grace_period_cancels_streams_with_an_error_event() {
+    let (_d, mut s) = server(&["--shutdown-grace-secs", "0"]);
+    let mut long = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let body = json!({"model": "q", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4000,
+                      "temperature": 0, "stream": true, "kakeya": {"ignore_eos": true, "drafter": "none"}})
+    .to_string();
+    write!(long, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).expect("write");
+    long.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut first = [0u8; 512];
+    let n = long.read(&mut first).expect("first bytes");
+    assert!(n > 0);
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let mut rest = Vec::new();
+    long.read_to_end(&mut rest).expect("rest of stream");
+    let text = String::from_utf8_lossy(&rest).into_owned();
+    assert!(text.contains("data: [DONE]"), "{text}");
+    let status = s.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    // Either the generation finished first (fast machine) or it was cut with an error event.
+    assert!(
+        text.contains("server_shutdown") || text.contains("\"finish_reason\":\"length\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn ngram_drafter_is_lossless_for_greedy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = tiny_models(dir.path());
+    let q = m.qwen.display().to_string();
+    let s = Server::start(
+        &[
+            "--model",
+            &q,
+            "--model-id",
+            "q",
+            "--drafter",
+            "ngram",
+            "--block-size",
+            "5",
+        ],
+        &[],
+    );
+    // A repetitive prompt gives prompt lookup something to find.
+    let ask = |drafter: &str| {
+        let body = json!({"model": "q", "prompt": "the cache stores the next word. the cache stores the next word. the cache",
+                          "max_tokens": 48, "temperature": 0, "kakeya": {"drafter": drafter, "ignore_eos": true}});
+        let r = s.post_json("/v1/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let (spec, plain) = (ask("ngram"), ask("none"));
+    assert_eq!(spec["choices"][0]["text"], plain["choices"][0]["text"]);
+    assert_eq!(spec["x_kakeya"]["drafter"], "ngram");
+    assert!(
+        spec["x_kakeya"]["drafted_tokens"].as_u64().unwrap_or(0) > 0,
+        "{spec}"
+    );
+    let stream = s.post_json("/v1/completions", &json!({"model": "q", "prompt": "the cache stores the next word. the cache stores the next word. the cache",
+        "max_tokens": 48, "temperature": 0, "stream": true, "kakeya": {"ignore_eos": true}}));
+    let text: String = sse_data(&stream.text())
+        .iter()
+        .filter(|d| d.as_str() != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(Some(text.as_str()), plain["choices"][0]["text"].as_str());
 }

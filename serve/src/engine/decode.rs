@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use kakeya_engine::model::{Logits, ModelCache, ModelError};
 
-use super::model::LoadedModel;
+use super::model::{DrafterKind, LoadedModel};
 use super::sample::Sampler;
+use super::spec::Draft;
 use super::text::TextStream;
 use super::{GenRequest, Summary};
 
@@ -88,7 +89,12 @@ pub fn generate(
         ..Summary::default()
     };
     let spec_ok = req.sampling.is_greedy() && req.block_size.is_some_and(|b| b > 1);
-    let cache = match (spec_ok, &model.draft) {
+    let draft = match (model.drafter, &model.draft) {
+        (DrafterKind::Model, Some(m)) => Some(Draft::Model(m)),
+        (DrafterKind::Ngram, _) => Some(Draft::Ngram),
+        _ => None,
+    };
+    let cache = match (spec_ok, draft) {
         (true, Some(draft)) if req.max_tokens > 0 => {
             let block = req.block_size.unwrap_or(1);
             let (cache, counts) =

@@ -38,9 +38,9 @@ impl DrafterKind {
         })
     }
 
-    /// Whether this build can run it (ngram and dflash arrive with the new Drafter API).
+    /// Whether this build can run it (dflash arrives with the engine's Drafter API).
     pub fn available(self) -> bool {
-        matches!(self, DrafterKind::None | DrafterKind::Model)
+        !matches!(self, DrafterKind::Dflash)
     }
 }
 
@@ -86,7 +86,7 @@ impl LoadedModel {
     pub fn load(spec: &ModelSpec) -> Result<Self, LoadError> {
         if !spec.drafter.available() {
             return Err(LoadError::Invalid(format!(
-                "drafter `{}` is not available in this build (use `model` with --draft DIR, or `none`)",
+                "drafter `{}` is not available in this build (use `model` with --draft DIR, `ngram` or `none`)",
                 spec.drafter.name()
             )));
         }

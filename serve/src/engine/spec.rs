@@ -1,11 +1,13 @@
-//! The only place the server touches the speculative loop (`specdec::speculative` with the
-//! `model` drafter). It streams and cancels without changes to the loop: the target is wrapped
-//! so each verify forward followed by its truncation reveals the committed tokens, which go to
-//! the sink; when the sink says stop, the next forward of either model fails with a marker
-//! error that this adapter turns back into a normal end.
+//! The only place the server touches the speculative loop (`specdec::speculative`, with the
+//! `model` drafter or the prompt-lookup `ngram` drafter defined here). It streams and cancels
+//! without changes to the loop: the target is wrapped so each verify forward followed by its
+//! truncation reveals the committed tokens, which go to the sink; when the sink says stop, the
+//! next forward of either side fails with a marker error that this adapter turns back into a
+//! normal end.
 //!
-//! Merge note: rewire this file to the `Drafter` trait API (ngram/dflash) and its sink
-//! `&mut dyn FnMut(&[u32]) -> ControlFlow<()>`; nothing else in the server calls specdec.
+//! Merge note: rewire this file to the engine's `Drafter` trait API (model/ngram/dflash) and
+//! its sink `&mut dyn FnMut(&[u32]) -> ControlFlow<()>`; nothing else in the server calls
+//! specdec.
 
 use std::cell::Cell;
 use std::ops::ControlFlow;
@@ -22,6 +24,76 @@ pub struct SpecCounts {
     pub accepted: u64,
     pub blocks: u64,
     pub prefill_s: f64,
+}
+
+/// What proposes draft tokens.
+pub enum Draft<'a> {
+    Model(&'a CausalLm),
+    /// Prompt lookup: continue the latest earlier occurrence of the last few tokens.
+    Ngram,
+}
+
+/// The prompt-lookup drafter as a [`GreedyLm`]: its "cache" is the token history, and its
+/// prediction after the history is the token that followed the latest earlier occurrence of
+/// the longest matching suffix (up to [`NGRAM_MAX`] tokens). Stand-in until the engine's
+/// `Drafter` API is wired here; the target verifies every token, so it cannot change output.
+struct NgramLm {
+    hist: Vec<u32>,
+}
+
+const NGRAM_MAX: usize = 3;
+
+impl NgramLm {
+    fn predict(&self) -> u32 {
+        let h = &self.hist;
+        let longest = NGRAM_MAX.min(h.len().saturating_sub(1));
+        for n in (1..=longest).rev() {
+            let tail = &h[h.len() - n..];
+            if let Some(start) = (0..h.len() - n).rev().find(|&s| &h[s..s + n] == tail) {
+                return h[start + n];
+            }
+        }
+        h.last().copied().unwrap_or(0)
+    }
+}
+
+impl GreedyLm for NgramLm {
+    fn feed(&mut self, tokens: &[u32], _all: bool) -> Result<Vec<u32>, ModelError> {
+        self.hist.extend_from_slice(tokens);
+        Ok(vec![self.predict()])
+    }
+
+    fn len(&self) -> usize {
+        self.hist.len()
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<(), ModelError> {
+        self.hist.truncate(len);
+        Ok(())
+    }
+}
+
+/// Draft side: stops with the target once the sink has said stop.
+struct DraftTap<'s> {
+    inner: Box<dyn GreedyLm + 's>,
+    stopped: &'s Cell<bool>,
+}
+
+impl GreedyLm for DraftTap<'_> {
+    fn feed(&mut self, tokens: &[u32], all: bool) -> Result<Vec<u32>, ModelError> {
+        if self.stopped.get() {
+            return Err(ModelError::Internal(STOPPED.into()));
+        }
+        self.inner.feed(tokens, all)
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<(), ModelError> {
+        self.inner.truncate(len)
+    }
 }
 
 /// Receives each committed block; `Break` ends generation.
@@ -79,7 +151,7 @@ impl GreedyLm for Tap<'_, '_> {
 /// `sink` (which ends generation with `Break`). Returns the target cache and the counts.
 pub fn run(
     target: &CausalLm,
-    draft: &CausalLm,
+    draft: Draft,
     kv: &KvChannel,
     prompt: &[u32],
     block_size: usize,
@@ -94,13 +166,13 @@ pub fn run(
         counts: SpecCounts::default(),
         t0: Instant::now(),
     };
-    let mut d = Tap {
-        inner: Session::new(draft, &KvChannel::Raw)?,
-        pending: None,
+    let inner: Box<dyn GreedyLm> = match draft {
+        Draft::Model(m) => Box::new(Session::new(m, &KvChannel::Raw)?),
+        Draft::Ngram => Box::new(NgramLm { hist: Vec::new() }),
+    };
+    let mut d = DraftTap {
+        inner,
         stopped: &stopped,
-        sink: None,
-        counts: SpecCounts::default(),
-        t0: Instant::now(),
     };
     let opts = SpecOptions {
         block_size,
@@ -114,4 +186,22 @@ pub fn run(
         Err(e) => return Err(e),
     }
     Ok((t.inner.cache, t.counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ngram_continues_the_latest_match_of_the_longest_suffix() {
+        let mut d = NgramLm { hist: Vec::new() };
+        assert_eq!(
+            d.feed(&[5, 6, 7, 9, 5, 6, 8, 1, 5, 6], false).unwrap(),
+            vec![8]
+        );
+        assert_eq!(d.feed(&[7], false).unwrap(), vec![9]);
+        d.truncate(2).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.feed(&[4], false).unwrap(), vec![4]);
+    }
 }

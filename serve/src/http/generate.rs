@@ -122,7 +122,12 @@ fn resolve_ext(
         Some(b) => b,
         None => model.spec.block_size,
     };
-    let block = (drafter == DrafterKind::Model && model.draft.is_some()).then_some(block);
+    let usable = match drafter {
+        DrafterKind::Model => model.draft.is_some(),
+        DrafterKind::Ngram => true,
+        _ => false,
+    };
+    let block = usable.then_some(block);
     Ok((kv, block))
 }
 
