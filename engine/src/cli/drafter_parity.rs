@@ -3,7 +3,7 @@
 //! contexts, or against a JSONL file of reference drafts; writes a `drafter_parity` report
 //! (agreement, mismatch positions, root mismatches, prefix consistency).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use kakeya_engine::eval::drafter_parity::model::{ContextMode, ModelDrafter};
@@ -80,7 +80,7 @@ struct Side {
     desc: Value,
 }
 
-fn side(dir: &PathBuf, dtype: &str, device: &str, ctx: &str, candle: bool) -> anyhow::Result<Side> {
+fn side(dir: &Path, dtype: &str, device: &str, ctx: &str, candle: bool) -> anyhow::Result<Side> {
     let flags = RunFlags {
         device: device.to_string(),
         dtype: dtype.to_string(),

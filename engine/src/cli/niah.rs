@@ -161,11 +161,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for trial in 0..args.trials {
                 let (key, value) = haystack::key_value(&mut rng);
                 let start = (rng.next_u64() % encoded.len() as u64) as usize;
-                let p =
-                    haystack::build_prompt(&enc, &encoded, start, bos, len, depth, &key, &value)
-                        .with_context(|| {
-                            format!("building the prompt for length {len}, depth {depth}")
-                        })?;
+                let p = haystack::build_prompt(
+                    &enc,
+                    &encoded,
+                    start,
+                    bos,
+                    len,
+                    depth,
+                    haystack::Needle {
+                        key: &key,
+                        value: &value,
+                    },
+                )
+                .with_context(|| format!("building the prompt for length {len}, depth {depth}"))?;
                 let mut raw_ids: Option<Vec<u32>> = None;
                 for (label, ch) in &channels {
                     let a = niah::answer(

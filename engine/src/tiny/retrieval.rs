@@ -142,9 +142,9 @@ fn prev_token_layer(
             q.set(base + i + half, C, -r * phase.sin() / n_in);
             k.set(base + i, C, r / n_in);
         }
-        for tok in 0..VOCAB {
-            v.set(base + tok, T0 + slot[tok], 1.0 / n_in);
-            o.set(dst + slot[tok], base + tok, 1.0);
+        for (tok, &s) in slot.iter().enumerate() {
+            v.set(base + tok, T0 + s, 1.0 / n_in);
+            o.set(dst + s, base + tok, 1.0);
         }
     }
     attn(w, p, q, k, v, o)
@@ -166,8 +166,7 @@ fn induction_layer(
         Mat::zeros(HIDDEN, HIDDEN),
         Mat::zeros(HIDDEN, HIDDEN),
     );
-    for tok in 0..VOCAB {
-        let s = slot[tok];
+    for (tok, &s) in slot.iter().enumerate() {
         // Query: current token (first halves of slow pairs) and previous token (second halves).
         q.set(SLOW_PAIR + tok, T0 + s, a / n_in);
         q.set(half + SLOW_PAIR + tok, T1 + s, a / n_in);
@@ -247,10 +246,10 @@ pub fn write_retrieval(spec: &RetrievalSpec, out: &Path) -> Result<u64, ModelErr
     let mut w: HashMap<String, Tensor> = HashMap::new();
     let mut embed = Mat::zeros(VOCAB, HIDDEN);
     let mut head = Mat::zeros(VOCAB, HIDDEN);
-    for tok in 0..VOCAB {
-        embed.set(tok, T0 + slot[tok], 1.0);
+    for (tok, &s) in slot.iter().enumerate() {
+        embed.set(tok, T0 + s, 1.0);
         embed.set(tok, C, 1.0);
-        head.set(tok, O + slot[tok], 1.0);
+        head.set(tok, O + s, 1.0);
     }
     w.insert("model.embed_tokens.weight".into(), embed.tensor()?);
     w.insert("lm_head.weight".into(), head.tensor()?);

@@ -64,7 +64,7 @@ const TAILS: [&str; 6] = [
 /// The built-in filler: `n` lowercase sentences (no digits, capitals or brackets, so a key
 /// or value never occurs in it by accident).
 pub fn builtin_sentences(n: usize, seed: u64) -> Vec<String> {
-    let mut rng = Rng::new(seed ^ 0x4e1a_4);
+    let mut rng = Rng::new(seed ^ 0x0004_e1a4);
     let mut pick = |len: usize| (rng.next_u64() % len as u64) as usize;
     (0..n)
         .map(|_| {
@@ -134,6 +134,13 @@ pub trait Encode {
     fn encode_piece(&self, text: &str) -> Result<Vec<u32>, ModelError>;
 }
 
+/// What goes into the haystack and what must come back.
+#[derive(Debug, Clone, Copy)]
+pub struct Needle<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
 /// Build a prompt of exactly `context_len` tokens: `[bos] filler… needle filler… question`,
 /// the needle at the sentence boundary closest to `depth` (0 = first, 1 = right before the
 /// question). `sentences` are pre-encoded filler pieces, used cyclically from `start`.
@@ -144,9 +151,9 @@ pub fn build_prompt(
     bos: Option<u32>,
     context_len: usize,
     depth: f64,
-    key: &str,
-    value: &str,
+    needle: Needle,
 ) -> Result<Prompt, ModelError> {
+    let Needle { key, value } = needle;
     if !(0.0..=1.0).contains(&depth) {
         return Err(ModelError::Input(format!(
             "depth {depth} is outside [0, 1]"
@@ -236,6 +243,11 @@ mod tests {
         }
     }
 
+    const N: Needle = Needle {
+        key: "ABCD",
+        value: "X1Y2Z3",
+    };
+
     fn sentences() -> Vec<Vec<u32>> {
         builtin_sentences(50, 1)
             .iter()
@@ -246,14 +258,14 @@ mod tests {
     #[test]
     fn needle_at_depth_zero_and_one_and_exact_length() {
         let s = sentences();
-        let p0 = build_prompt(&Bytes, &s, 0, Some(0), 300, 0.0, "ABCD", "X1Y2Z3").unwrap();
+        let p0 = build_prompt(&Bytes, &s, 0, Some(0), 300, 0.0, N).unwrap();
         assert_eq!(p0.ids.len(), 300);
         assert_eq!(
             p0.needle_start, 1,
             "depth 0 puts the needle right after bos"
         );
         assert_eq!(p0.actual_depth, 0.0);
-        let p1 = build_prompt(&Bytes, &s, 0, Some(0), 300, 1.0, "ABCD", "X1Y2Z3").unwrap();
+        let p1 = build_prompt(&Bytes, &s, 0, Some(0), 300, 1.0, N).unwrap();
         let q = Bytes
             .encode_piece(&QUESTION_TEMPLATE.replace("{KEY}", "ABCD"))
             .unwrap();
@@ -271,10 +283,10 @@ mod tests {
             String::from_utf8(text).unwrap(),
             " Remember the code [ABCD=X1Y2Z3]."
         );
-        let mid = build_prompt(&Bytes, &s, 3, None, 500, 0.5, "ABCD", "X1Y2Z3").unwrap();
+        let mid = build_prompt(&Bytes, &s, 3, None, 500, 0.5, N).unwrap();
         assert!((mid.actual_depth - 0.5).abs() < 0.1, "{}", mid.actual_depth);
-        assert!(build_prompt(&Bytes, &s, 0, None, 40, 0.5, "ABCD", "X1Y2Z3").is_err());
-        assert!(build_prompt(&Bytes, &s, 0, None, 400, 1.5, "ABCD", "X1Y2Z3").is_err());
+        assert!(build_prompt(&Bytes, &s, 0, None, 40, 0.5, N).is_err());
+        assert!(build_prompt(&Bytes, &s, 0, None, 400, 1.5, N).is_err());
     }
 
     #[test]
