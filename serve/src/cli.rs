@@ -25,11 +25,11 @@ pub struct Args {
     /// the default and requests pick others with `kakeya.kv`.
     #[arg(long, default_value = "raw")]
     pub kv: String,
-    /// Speculative decoding drafter: none, model (needs --draft), ngram (prompt lookup), dflash
-    /// (not available in this build).
+    /// Speculative decoding drafter (greedy requests only): none, model (a small draft LM,
+    /// --draft DIR), ngram (prompt lookup, no model), dflash (a DFlash checkpoint, --draft DIR).
     #[arg(long, default_value = "none")]
     pub drafter: String,
-    /// Draft model directory for `--drafter model`.
+    /// Draft model directory for `--drafter model`, or the DFlash checkpoint for `--drafter dflash`.
     #[arg(long)]
     pub draft: Option<PathBuf>,
     /// Speculative block size L (bonus token + L-1 drafted tokens).
@@ -112,13 +112,8 @@ fn parse_drafter(s: &str, draft: &Option<PathBuf>) -> anyhow::Result<DrafterKind
     let d = DrafterKind::parse(s).with_context(|| {
         format!("unknown drafter `{s}` (expected none, model, ngram or dflash)")
     })?;
-    if !d.available() {
-        bail!(
-            "drafter `{s}` is not available in this build (use `model` with --draft DIR, or `none`)"
-        );
-    }
-    if d == DrafterKind::Model && draft.is_none() {
-        bail!("--drafter model needs --draft DIR");
+    if d.needs_dir() && draft.is_none() {
+        bail!("--drafter {s} needs --draft DIR");
     }
     Ok(d)
 }

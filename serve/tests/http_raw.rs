@@ -268,7 +268,7 @@ fn launcher_help_and_startup_errors() {
         assert!(!out.status.success(), "{args:?} should fail");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    assert!(run(&["--model", &q, "--drafter", "dflash"]).contains("not available in this build"));
+    assert!(run(&["--model", &q, "--drafter", "dflash"]).contains("--draft"));
     assert!(run(&["--model", &q, "--drafter", "model"]).contains("--draft"));
     assert!(run(&["--model", &q, "--kv", "zz-q1"]).contains("zz-q1"));
     assert!(run(&["--config", "/nonexistent/serve.yaml"]).contains("serve.yaml"));
@@ -415,4 +415,49 @@ fn ngram_drafter_is_lossless_for_greedy() {
         .filter_map(|v| v["choices"][0]["text"].as_str().map(str::to_string))
         .collect();
     assert_eq!(Some(text.as_str()), plain["choices"][0]["text"].as_str());
+}
+
+#[test]
+fn dflash_drafter_is_lossless_for_greedy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = tiny_models(dir.path());
+    let dflash = dir.path().join("dflash");
+    common::run_ok(
+        Command::new(common::kakeya())
+            .args(["make-tiny-model", "--arch", "dflash", "--seed", "5", "--target"])
+            .arg(&m.qwen)
+            .arg("--out")
+            .arg(&dflash),
+    );
+    let q = m.qwen.display().to_string();
+    let d = dflash.display().to_string();
+    let s = Server::start(
+        &[
+            "--model",
+            &q,
+            "--model-id",
+            "q",
+            "--drafter",
+            "dflash",
+            "--draft",
+            &d,
+            "--block-size",
+            "4",
+        ],
+        &[],
+    );
+    let ask = |drafter: &str| {
+        let body = json!({"model": "q", "prompt": "the cache stores the next word",
+                          "max_tokens": 24, "temperature": 0, "kakeya": {"drafter": drafter, "ignore_eos": true}});
+        let r = s.post_json("/v1/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let (spec, plain) = (ask("dflash"), ask("none"));
+    assert_eq!(spec["choices"][0]["text"], plain["choices"][0]["text"]);
+    assert_eq!(spec["x_kakeya"]["drafter"], "dflash");
+    assert!(
+        spec["x_kakeya"]["drafted_tokens"].as_u64().unwrap_or(0) > 0,
+        "{spec}"
+    );
 }

@@ -89,9 +89,10 @@ pub fn generate(
         ..Summary::default()
     };
     let spec_ok = req.sampling.is_greedy() && req.block_size.is_some_and(|b| b > 1);
-    let draft = match (model.drafter, &model.draft) {
-        (DrafterKind::Model, Some(m)) => Some(Draft::Model(m)),
-        (DrafterKind::Ngram, _) => Some(Draft::Ngram),
+    let draft = match (model.drafter, &model.draft, &model.dflash) {
+        (DrafterKind::Model, Some(m), _) => Some(Draft::Model(m)),
+        (DrafterKind::Ngram, _, _) => Some(Draft::Ngram),
+        (DrafterKind::Dflash, _, Some(m)) => Some(Draft::DFlash(m)),
         _ => None,
     };
     let cache = match (spec_ok, draft) {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use kakeya_engine::model::{CausalLm, KernelChoice, KvChannel, LoadOptions};
+use kakeya_engine::specdec::dflash::DFlashModel;
 use kakeya_engine::tokenizer::{TextTokenizer, stop_tokens};
 
 use crate::template::ChatTemplate;
@@ -38,9 +39,9 @@ impl DrafterKind {
         })
     }
 
-    /// Whether this build can run it (dflash arrives with the engine's Drafter API).
-    pub fn available(self) -> bool {
-        !matches!(self, DrafterKind::Dflash)
+    /// Whether the drafter needs `--draft DIR` (a draft model or a DFlash checkpoint).
+    pub fn needs_dir(self) -> bool {
+        matches!(self, DrafterKind::Model | DrafterKind::Dflash)
     }
 }
 
@@ -67,6 +68,8 @@ pub struct LoadedModel {
     /// end-of-turn token.
     pub eos: Vec<u32>,
     pub draft: Option<CausalLm>,
+    /// The DFlash drafter's own layers (it borrows the target's embedding and head).
+    pub dflash: Option<DFlashModel>,
     pub drafter: DrafterKind,
     pub context: usize,
     pub created: u64,
@@ -84,12 +87,6 @@ pub enum LoadError {
 
 impl LoadedModel {
     pub fn load(spec: &ModelSpec) -> Result<Self, LoadError> {
-        if !spec.drafter.available() {
-            return Err(LoadError::Invalid(format!(
-                "drafter `{}` is not available in this build (use `model` with --draft DIR, `ngram` or `none`)",
-                spec.drafter.name()
-            )));
-        }
         if !spec.dir.is_dir() {
             return Err(LoadError::Invalid(format!(
                 "model directory {} does not exist",
@@ -108,13 +105,18 @@ impl LoadedModel {
         eos.extend(template.end_of_turn_ids(&tokenizer));
         eos.sort_unstable();
         eos.dedup();
+        if spec.drafter.needs_dir() && spec.draft.is_none() {
+            return Err(LoadError::Invalid(format!(
+                "--drafter {} needs --draft DIR",
+                spec.drafter.name()
+            )));
+        }
         let draft = match (spec.drafter, &spec.draft) {
             (DrafterKind::Model, Some(d)) => Some(load_draft(d, &opts, &lm)?),
-            (DrafterKind::Model, None) => {
-                return Err(LoadError::Invalid(
-                    "--drafter model needs --draft DIR".into(),
-                ));
-            }
+            _ => None,
+        };
+        let dflash = match (spec.drafter, &spec.draft) {
+            (DrafterKind::Dflash, Some(d)) => Some(DFlashModel::load(d, &lm)?),
             _ => None,
         };
         if spec.block_size == 0 {
@@ -132,6 +134,7 @@ impl LoadedModel {
             template,
             eos,
             draft,
+            dflash,
             drafter: spec.drafter,
             created,
         })

@@ -96,12 +96,6 @@ fn resolve_ext(
                 ))
                 .param("kakeya.drafter")
             })?;
-            if !d.available() {
-                return Err(ApiError::bad_request(format!(
-                    "drafter `{s}` is not available in this build"
-                ))
-                .param("kakeya.drafter"));
-            }
             if d != DrafterKind::None && d != model.drafter {
                 return Err(ApiError::bad_request(format!(
                     "drafter `{s}` was not enabled when the server started (it has `{}`)",

@@ -28,7 +28,7 @@ pub fn kakeya() -> PathBuf {
     k
 }
 
-fn run_ok(cmd: &mut Command) {
+pub fn run_ok(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
     assert!(
         out.status.success(),

@@ -224,7 +224,7 @@ def group_errors():
     big = b'{"model": "' + QWEN.encode() + b'", "messages": [{"role": "user", "content": "' + b"a" * (5 << 20) + b'"}]}'
     envelope(raw_post("/v1/chat/completions", big), 413)
     e = expect_status(lambda: chat(c, extra_body={"kakeya": {"drafter": "dflash"}}), 400)
-    assert "not available in this build" in e.response.json()["error"]["message"]
+    assert "not enabled" in e.response.json()["error"]["message"]
     e = expect_status(lambda: chat(c, extra_body={"kakeya": {"drafter": "ngram"}}), 400)
     assert "not enabled" in e.response.json()["error"]["message"]
     expect_status(lambda: chat(c, extra_body={"kakeya": {"kv": "d4-q10-b2"}}), 400)
