@@ -1,7 +1,8 @@
 //! `kakeya drafter-parity` through the binary: identical configurations agree exactly (and
 //! cached vs recomputed context too, under the exact kernels); a perturbed drafter (noised
 //! weights) agrees below 100 % with its mismatch positions reported; a reference JSONL round
-//! trip; the gate passes sound reports and refuses tampered ones; dflash is refused clearly.
+//! trip; the gate passes sound reports and refuses tampered ones; the DFlash drafter (target +
+//! checkpoint) is exact between cached and recomputed contexts.
 
 use std::path::Path;
 use std::process::Command;
@@ -154,9 +155,10 @@ fn exact_configs_agree_and_a_perturbed_drafter_does_not() {
     bad["agreement"] = Value::from(1.0);
     std::fs::write(dir.path().join("bad2.json"), bad.to_string()).unwrap();
     assert!(!gate(&dir.path().join("bad2.json")).is_empty());
-    // dflash is not wired in this build; a broken reference file is refused.
+    // dflash needs its target; a broken reference file is refused.
     let out = run(&["drafter-parity", "--drafter", "dflash", "--draft", &p("d")]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available in this build"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--target"));
     std::fs::write(dir.path().join("broken.jsonl"), "{\"context_ids\": [1]}\n").unwrap();
     let out = run(&[
         "drafter-parity",
@@ -167,4 +169,32 @@ fn exact_configs_agree_and_a_perturbed_drafter_does_not() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
+
+#[test]
+fn dflash_cached_and_recomputed_contexts_agree_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    kakeya(&["make-tiny-model", "--arch", "qwen3", "--out", &p("t"), "--seed", "8", "--layers", "4"]);
+    kakeya(&["make-tiny-model", "--arch", "dflash", "--target", &p("t"), "--out", &p("df"), "--seed", "3"]);
+    kakeya(&[
+        "drafter-parity", "--drafter", "dflash", "--target", &p("t"), "--draft", &p("df"),
+        "--prompt-set", "short", "--n-blocks", "3", "--block-size", "4", "--out", &p("df.json"),
+    ]);
+    let r = read(&dir.path().join("df.json"));
+    assert_eq!(r["config"]["drafter"], "dflash");
+    assert_eq!(r["config"]["exact_configs"], true);
+    assert_eq!(r["agreement"], 1.0);
+    assert!(r["total_tokens"].as_u64().unwrap() > 0);
+    assert!(gate(&dir.path().join("df.json")).is_empty(), "{:?}", gate(&dir.path().join("df.json")));
+    // A different checkpoint on side B is not an exact pair and is compared honestly.
+    kakeya(&["make-tiny-model", "--arch", "dflash", "--target", &p("t"), "--out", &p("df2"), "--seed", "4"]);
+    let out = run(&[
+        "drafter-parity", "--drafter", "dflash", "--target", &p("t"), "--draft", &p("df"),
+        "--draft-b", &p("df2"), "--min-agreement", "0", "--out", &p("df2.json"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r2 = read(&dir.path().join("df2.json"));
+    assert_eq!(r2["config"]["exact_configs"], false);
+    assert!(gate(&dir.path().join("df2.json")).is_empty());
 }

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use kakeya_engine::eval::drafter_parity::DraftSource;
+use kakeya_engine::eval::drafter_parity::dflash::DFlashSource;
 use kakeya_engine::eval::drafter_parity::model::{ContextMode, ModelDrafter};
+use kakeya_engine::specdec::dflash::DFlashModel;
 use kakeya_engine::eval::drafter_parity::reference::{self, Recorded, ReferenceBlock};
 use kakeya_engine::eval::drafter_parity::{self as parity, BlockResult};
 use kakeya_engine::report::{self, ReportBuilder};
@@ -18,7 +21,8 @@ use super::lm_common::{self, Loaded, RunFlags};
 pub enum DrafterKind {
     /// A draft model proposing a block greedily after the committed context.
     Model,
-    /// The DFlash block drafter (speculative-decoding work; not wired into this build yet).
+    /// The DFlash block drafter: `--draft` names its checkpoint and `--target` the model it
+    /// drafts for (a block is the target's bonus token followed by the drafts).
     Dflash,
 }
 
@@ -26,9 +30,13 @@ pub enum DrafterKind {
 pub struct Args {
     #[arg(long, value_enum, default_value = "model")]
     drafter: DrafterKind,
-    /// Drafter weights for side A (a model directory).
+    /// Drafter weights for side A (a model directory, or a DFlash checkpoint).
     #[arg(long)]
     draft: PathBuf,
+    /// The target model a DFlash drafter drafts for (loaded on each side with that side's
+    /// dtype, device and kernels). Required with `--drafter dflash`.
+    #[arg(long)]
+    target: Option<PathBuf>,
     /// Drafter weights for side B (default: the same as A).
     #[arg(long)]
     draft_b: Option<PathBuf>,
@@ -74,27 +82,76 @@ pub struct Args {
     out: PathBuf,
 }
 
+/// One configuration: for `model`, `loaded` is the draft model; for `dflash`, it is the
+/// target and `dflash` the checkpoint drafting for it.
 struct Side {
     loaded: Loaded,
+    dflash: Option<DFlashModel>,
     mode: ContextMode,
     desc: Value,
 }
 
-fn side(dir: &Path, dtype: &str, device: &str, ctx: &str, candle: bool) -> anyhow::Result<Side> {
+impl Side {
+    fn source(&self) -> Box<dyn DraftSource + '_> {
+        match &self.dflash {
+            Some(d) => Box::new(DFlashSource::new(&self.loaded.model, d, self.mode)),
+            None => Box::new(ModelDrafter::new(&self.loaded.model, self.mode)),
+        }
+    }
+}
+
+fn digests_json(digests: &[(String, String)]) -> Vec<Value> {
+    digests
+        .iter()
+        .map(|(n, s)| json!({"file": n, "sha256": s}))
+        .collect()
+}
+
+fn side(
+    dir: &Path,
+    target: Option<&Path>,
+    dtype: &str,
+    device: &str,
+    ctx: &str,
+    candle: bool,
+) -> anyhow::Result<Side> {
     let flags = RunFlags {
         device: device.to_string(),
         dtype: dtype.to_string(),
         candle_kernels: candle,
     };
-    let loaded = lm_common::load(dir, &flags)?;
     let mode: ContextMode = ctx.parse()?;
+    let (loaded, dflash, mut digests) = match target {
+        None => {
+            let loaded = lm_common::load(dir, &flags)?;
+            let digests = digests_json(&loaded.digests);
+            (loaded, None, digests)
+        }
+        Some(t) => {
+            let loaded = lm_common::load(t, &flags)?;
+            let d = DFlashModel::load(dir, &loaded.model)
+                .with_context(|| format!("loading the DFlash drafter {}", dir.display()))?;
+            let mut digests = digests_json(&loaded.digests);
+            for (name, sha) in kakeya_engine::model::load::digests(dir)? {
+                digests.push(json!({"file": format!("dflash/{name}"), "sha256": sha}));
+            }
+            (loaded, Some(d), digests)
+        }
+    };
+    digests.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
     let desc = json!({
         "dir": dir.display().to_string(),
+        "target": target.map(|t| t.display().to_string()),
         "dtype": dtype, "device": loaded.model.device_label(), "context": mode.name(),
         "kernels": loaded.model.kernels_label(),
-        "digests": loaded.digests.iter().map(|(n, s)| json!({"file": n, "sha256": s})).collect::<Vec<_>>(),
+        "digests": digests,
     });
-    Ok(Side { loaded, mode, desc })
+    Ok(Side {
+        loaded,
+        dflash,
+        mode,
+        desc,
+    })
 }
 
 /// Configurations whose drafts must be bit-identical: same weights, dtype, device and
@@ -120,12 +177,16 @@ fn block_json(i: usize, r: &BlockResult) -> Value {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.drafter == DrafterKind::Dflash {
-        bail!(
-            "--drafter dflash is not available in this build: the DFlash drafter is not wired \
-             into drafter-parity yet (use --drafter model)"
-        );
-    }
+    let target = match (args.drafter, &args.target) {
+        (DrafterKind::Dflash, None) => bail!("--drafter dflash needs --target DIR"),
+        (DrafterKind::Dflash, Some(t)) => Some(t.as_path()),
+        (DrafterKind::Model, Some(_)) => bail!("--target is only for --drafter dflash"),
+        (DrafterKind::Model, None) => None,
+    };
+    let drafter_name = match args.drafter {
+        DrafterKind::Model => "model",
+        DrafterKind::Dflash => "dflash",
+    };
     if args.block_size == 0 || args.block_size > 256 || args.n_blocks == 0 || args.n_blocks > 64 {
         bail!("--block-size must be in 1..=256 and --n-blocks in 1..=64");
     }
@@ -135,6 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let b_dir = args.draft_b.clone().unwrap_or_else(|| args.draft.clone());
     let b = side(
         &b_dir,
+        target,
         &args.dtype_b,
         &args.device_b,
         &args.context_b,
@@ -149,6 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(side(
             &args.draft,
+            target,
             &args.dtype_a,
             &args.device_a,
             &args.context_a,
@@ -162,18 +225,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let exact = a.is_some() && exact_pair(&a_desc, &b.desc);
     let mut params = Map::new();
-    params.insert("drafter".into(), "model".into());
+    params.insert("drafter".into(), drafter_name.into());
     params.insert("a".into(), a_desc.clone());
     params.insert("b".into(), b.desc.clone());
     params.insert("n_blocks".into(), args.n_blocks.into());
     params.insert("block_size".into(), args.block_size.into());
     params.insert("min_agreement".into(), args.min_agreement.into());
     let mut builder = ReportBuilder::start("drafter_parity", b.loaded.model.device_label(), params);
-    b.loaded.add_digests("b", &mut builder);
-    if let Some(a) = &a {
-        a.loaded.add_digests("a", &mut builder);
+    for (role, s) in [("b", Some(&b)), ("a", a.as_ref())] {
+        let Some(s) = s else { continue };
+        s.loaded.add_digests(role, &mut builder);
+        for d in s.desc["digests"].as_array().into_iter().flatten() {
+            if let (Some(f), Some(sha)) = (d["file"].as_str(), d["sha256"].as_str())
+                && f.starts_with("dflash/")
+            {
+                builder.model_digest(&format!("{role}/{f}"), sha);
+            }
+        }
     }
-    let mut db = ModelDrafter::new(&b.loaded.model, b.mode);
+    let mut db = b.source();
     let mut samples = Vec::new();
     let mut written: Vec<ReferenceBlock> = Vec::new();
     match (&a, &recorded) {
@@ -186,11 +256,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     None
                 }),
             )?;
-            let mut da = ModelDrafter::new(&a.loaded.model, a.mode);
+            let mut da = a.source();
             for (i, p) in prompts.iter().enumerate() {
                 let ids = a.loaded.encode(p)?;
                 let blocks =
-                    parity::run_context(&mut da, &mut db, &ids, args.n_blocks, args.block_size)
+                    parity::run_context(da.as_mut(), db.as_mut(), &ids, args.n_blocks, args.block_size)
                         .with_context(|| format!("drafting after prompt {i}"))?;
                 let mut ctx = ids.clone();
                 for r in &blocks {
@@ -208,7 +278,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut ra = Recorded(rec);
             for (i, blk) in rec.iter().enumerate() {
                 let r =
-                    parity::compare_block(&mut ra, &mut db, &blk.context_ids, blk.draft_ids.len())
+                    parity::compare_block(&mut ra, db.as_mut(), &blk.context_ids, blk.draft_ids.len())
                         .with_context(|| format!("reference block {i}"))?;
                 samples.push(json!({"sample": i, "context_len": blk.context_ids.len(), "blocks": [block_json(0, &r)]}));
             }
@@ -230,7 +300,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let body = json!({
-        "config": {"drafter": "model", "a": a_desc, "b": b.desc, "exact_configs": exact,
+        "config": {"drafter": drafter_name, "a": a_desc, "b": b.desc, "exact_configs": exact,
             "n_blocks": args.n_blocks, "block_size": args.block_size,
             "min_agreement": args.min_agreement,
             "reference": args.reference.as_ref().map(|p| p.display().to_string()),

@@ -15,6 +15,7 @@
 //! [`model::ModelDrafter`] here; the DFlash drafter of the speculative-decoding work plugs
 //! in the same way.
 
+pub mod dflash;
 pub mod model;
 pub mod reference;
 
