@@ -32,6 +32,7 @@ fn check_len(bytes: &[u8], lens: &[usize], want: usize) -> Result<(), CodecError
 /// Raw float32 storage.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// Row length D.
     pub dim: usize,
 }
 
@@ -88,6 +89,7 @@ pub struct Affine {
 }
 
 impl Affine {
+    /// Affine quantizer for rows of `dim`, `bits` per value, one scale/offset per `group`.
     pub fn new(dim: usize, bits: u32, group: usize) -> Result<Self, CodecError> {
         if !(2..=8).contains(&bits) {
             return Err(CodecError::BitWidth {
@@ -210,6 +212,7 @@ pub struct TurboQuant {
 }
 
 impl TurboQuant {
+    /// TurboQuant-style scalar quantizer for rows of `dim`, `bits` per value, after `rotation`.
     pub fn new(dim: usize, bits: u32, rotation: Rotation) -> Result<Self, CodecError> {
         if dim == 0 || !dim.is_power_of_two() {
             return Err(CodecError::NotPowerOfTwo { dim });

@@ -39,14 +39,25 @@ pub trait Quantizer: Sync {
 /// A packed batch: row i occupies `bytes[offsets[i]..offsets[i + 1]]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackedRows {
+    /// Row length D.
     pub dim: usize,
+    /// All rows' bytes, back to back.
     pub bytes: Vec<u8>,
+    /// Row i is `bytes[offsets[i]..offsets[i + 1]]` (rows + 1 entries).
     pub offsets: Vec<usize>,
     /// Escaped blocks over the whole batch.
     pub escapes: u64,
 }
 
 impl PackedRows {
+    /// Rows in the batch.
+    ///
+    /// ```
+    /// use kakeya_lattice::{Codec, Packer, Variant, encode_rows};
+    /// let p = Packer::new(Codec::new(Variant::D4, 8, 4)?)?;
+    /// assert_eq!(encode_rows(&p, &[0.5; 24])?.rows(), 3);
+    /// # Ok::<(), kakeya_lattice::CodecError>(())
+    /// ```
     pub fn rows(&self) -> usize {
         self.offsets.len().saturating_sub(1)
     }

@@ -10,6 +10,16 @@ pub struct BitWriter<'a> {
 }
 
 impl<'a> BitWriter<'a> {
+    /// A writer appending to `out`.
+    ///
+    /// ```
+    /// use kakeya_lattice::bitio::{BitReader, BitWriter};
+    /// let mut buf = Vec::new();
+    /// let mut w = BitWriter::new(&mut buf);
+    /// w.put(5, 3);
+    /// w.finish();
+    /// assert_eq!(BitReader::new(&buf).get(3), Some(5));
+    /// ```
     pub fn new(out: &'a mut Vec<u8>) -> Self {
         BitWriter { out, acc: 0, n: 0 }
     }
@@ -61,6 +71,7 @@ pub struct BitReader<'a> {
 }
 
 impl<'a> BitReader<'a> {
+    /// A reader over `data`, from its first bit.
     pub fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
     }

@@ -8,10 +8,17 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator for `seed`.
+    ///
+    /// ```
+    /// let mut r = kakeya_lattice::data::Rng::new(7);
+    /// assert_ne!(r.next_u64(), r.next_u64());
+    /// ```
     pub fn new(seed: u64) -> Self {
         Rng(seed ^ 0x5851_f42d_4c95_7f2d)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -51,8 +58,10 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, in report order.
     pub const ALL: [Source; 3] = [Source::Gaussian, Source::StudentT, Source::Outliers];
 
+    /// The name reports use.
     pub fn name(self) -> &'static str {
         match self {
             Source::Gaussian => "gaussian",

@@ -51,6 +51,11 @@ pub enum Rotation {
 }
 
 impl Rotation {
+    /// Lowercase name (`reference`, `fast`).
+    ///
+    /// ```
+    /// assert_eq!(kakeya_lattice::Rotation::Fast.name(), "fast");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Rotation::Reference => "reference",
@@ -73,6 +78,15 @@ pub struct Rotator {
 }
 
 impl Rotator {
+    /// The kernel `kind` for rows of length `dim` (a power of two).
+    ///
+    /// ```
+    /// use kakeya_lattice::{Rotation, hadamard::Rotator};
+    /// let r = Rotator::new(Rotation::Reference, 4);
+    /// let (mut x, mut scratch) = ([1.0f32, 0.0, 0.0, 0.0], [0.0f32; 4]);
+    /// r.apply(&mut x, &mut scratch);
+    /// assert_eq!(x, [0.5; 4]);
+    /// ```
     pub fn new(kind: Rotation, dim: usize) -> Self {
         let matrix = (kind == Rotation::Reference && dim <= MAX_STORED_DIM)
             .then(|| std::sync::Arc::new(matrix(dim)));
@@ -84,6 +98,7 @@ impl Rotator {
         }
     }
 
+    /// Which kernel this is.
     pub fn kind(&self) -> Rotation {
         self.kind
     }

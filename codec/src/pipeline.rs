@@ -17,7 +17,9 @@ pub const EPS: f32 = f32::EPSILON;
 /// rotated magnitude, both rounded to IEEE half precision (round to nearest even).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Side {
+    /// ‖x‖ rounded to fp16.
     pub norm: f16,
+    /// Largest rotated magnitude of the unit row, rounded to fp16.
     pub qmax: f16,
 }
 
@@ -102,18 +104,28 @@ impl Codec {
         self
     }
 
+    /// The rotation kernel.
     pub fn rotation(&self) -> Rotation {
         self.rot.kind()
     }
 
+    /// The lattice variant.
     pub fn variant(&self) -> Variant {
         self.variant
     }
 
+    /// Row length D.
+    ///
+    /// ```
+    /// let c = kakeya_lattice::Codec::new(kakeya_lattice::Variant::E8, 128, 38)?;
+    /// assert_eq!((c.dim(), c.q(), c.bits()), (128, 38, 848));
+    /// # Ok::<(), kakeya_lattice::CodecError>(())
+    /// ```
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// q_range Q.
     pub fn q(&self) -> u32 {
         self.q
     }
@@ -263,7 +275,7 @@ impl Codec {
 
 #[cfg(test)]
 mod tests {
-    use crate::*;
+    use super::*;
 
     #[test]
     fn zero_row_stays_zero() {

@@ -8,6 +8,10 @@ Usage:
       times the round trip and its two halves (encode = steps 1-7, decode = 8-10, no bit
       packing); set OPENBLAS_NUM_THREADS=1 for a single-thread run
   numpy_codec.py parity VECTORS.json      # check this implementation against the shared vectors
+  numpy_codec.py roundtrip --in X.f32 --out Y.f32 --dim 128 --q 38 [--variant e8]
+      [--block-rows N]   whole-process file round trip (read, code, write), the same job as
+      `kakeya codec roundtrip`; the whole file at once unless --block-rows bounds the rows
+      coded per vectorised call (to keep very large files out of swap)
 """
 import argparse
 import json
@@ -148,6 +152,16 @@ def bench(args):
             json.dump(out, f, indent=2)
 
 
+def roundtrip_file(args):
+    raw = np.fromfile(args.input, dtype="<f4")
+    x = raw.reshape(-1, args.dim)
+    h = hadamard(args.dim)
+    step = args.block_rows or len(x) or 1
+    with open(args.out, "wb") as f:
+        for i in range(0, len(x), step):
+            roundtrip(x[i:i + step], args.variant, args.q, h).astype("<f4").tofile(f)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -157,11 +171,20 @@ def main():
     b.add_argument("--q", type=int, default=10)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json")
+    r = sub.add_parser("roundtrip")
+    r.add_argument("--in", dest="input", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--dim", type=int, default=128)
+    r.add_argument("--q", type=int, default=38)
+    r.add_argument("--variant", default="e8", choices=("e8", "d4"))
+    r.add_argument("--block-rows", type=int, default=0)
     c = sub.add_parser("parity")
     c.add_argument("vectors")
     args = p.parse_args()
     if args.cmd == "parity":
         parity(args.vectors)
+    elif args.cmd == "roundtrip":
+        roundtrip_file(args)
     else:
         bench(args)
 

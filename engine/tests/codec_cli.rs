@@ -383,3 +383,204 @@ fn bench_report_passes_the_gate() {
     let verdict = evidence_gate::check_report_file(&report);
     assert!(verdict.passed, "{verdict:?}");
 }
+
+fn write_f32(path: &Path, rows: &[Vec<f32>]) {
+    let bytes: Vec<u8> = rows.concat().iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn encode_decode_equals_streamed_roundtrip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // 8 193 rows: more than one 8 192-row chunk, and not a multiple of it.
+    for (variant, dim, rows, q) in [("e8", 128, 8193, "38"), ("d4", 64, 1, "10")] {
+        let x = rows_data(rows, dim);
+        write_f32(&p("x.f32"), &x);
+        let rt = |out: &Path, extra: &[&str]| {
+            let mut args = vec![
+                "codec",
+                "roundtrip",
+                "--variant",
+                variant,
+                "--q",
+                q,
+                "--dim",
+            ];
+            let d = dim.to_string();
+            args.push(&d);
+            let xin = p("x.f32");
+            args.extend(["--in", s(&xin), "--out", s(out)]);
+            args.extend(extra);
+            let o = kakeya(&args);
+            assert!(o.status.success(), "{}", stderr(&o));
+            o
+        };
+        let o = rt(&p("y.f32"), &["--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["rows"], rows);
+        // The streamed round trip equals the library's in-memory one.
+        let codec = Codec::new(variant.parse().unwrap(), dim, q.parse().unwrap()).unwrap();
+        let want: Vec<u8> = kakeya_engine::codec::roundtrip_rows(&codec, &x.concat())
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert!(std::fs::read(p("y.f32")).unwrap() == want, "{variant}");
+        let d = dim.to_string();
+        let o = kakeya(&[
+            "codec",
+            "encode",
+            "--variant",
+            variant,
+            "--q",
+            q,
+            "--dim",
+            &d,
+            "--in",
+            s(&p("x.f32")),
+            "--out",
+            s(&p("x.kl")),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["rows"], rows);
+        assert!(v["bits_per_vector"].as_f64().unwrap() >= v["accounted_bits"].as_f64().unwrap());
+        let o = kakeya(&[
+            "codec",
+            "decode",
+            "--in",
+            s(&p("x.kl")),
+            "--out",
+            s(&p("z.f32")),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::read(p("z.f32")).unwrap() == want, "{variant}");
+        // JSON out from a packed file: the same numbers.
+        let o = kakeya(&[
+            "codec",
+            "decode",
+            "--in",
+            s(&p("x.kl")),
+            "--out",
+            s(&p("z.json")),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let z: Vec<Vec<f32>> =
+            serde_json::from_slice(&std::fs::read(p("z.json")).unwrap()).unwrap();
+        let zb: Vec<u8> = z.concat().iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(zb == want);
+    }
+}
+
+fn rows_data(n: usize, dim: usize) -> Vec<Vec<f32>> {
+    rows(n, dim, n as u64 + 7)
+}
+
+#[test]
+fn decode_refuses_hostile_files_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_f32(&p("x.f32"), &rows_data(10, 64));
+    let o = kakeya(&[
+        "codec",
+        "encode",
+        "--variant",
+        "e8",
+        "--q",
+        "38",
+        "--dim",
+        "64",
+        "--in",
+        s(&p("x.f32")),
+        "--out",
+        s(&p("x.kl")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let good = std::fs::read(p("x.kl")).unwrap();
+    let patched = |at: usize, b: &[u8]| {
+        let mut v = good.clone();
+        v[at..at + b.len()].copy_from_slice(b);
+        v
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("trunc_header.kl", good[..30].to_vec(), "truncated"),
+        (
+            "trunc_body.kl",
+            good[..good.len() - 5].to_vec(),
+            "truncated",
+        ),
+        ("magic.kl", patched(0, b"GARBAGE!"), "magic"),
+        ("version.kl", patched(8, &[9, 0]), "version"),
+        ("variant.kl", patched(10, &[3]), "variant"),
+        (
+            "dim.kl",
+            patched(16, &(1u32 << 31).to_le_bytes()),
+            "maximum",
+        ),
+        (
+            "rows.kl",
+            patched(24, &1_000_000u64.to_le_bytes()),
+            "row count",
+        ),
+        ("fewer.kl", patched(24, &3u64.to_le_bytes()), "row count"),
+    ];
+    for (name, bytes, msg) in cases {
+        std::fs::write(p(name), bytes).unwrap();
+        let out = p(&format!("{name}.f32"));
+        let o = kakeya(&["codec", "decode", "--in", s(&p(name)), "--out", s(&out)]);
+        assert!(!o.status.success(), "{name} accepted");
+        assert!(stderr(&o).contains(msg), "{name}: {}", stderr(&o));
+        assert!(!out.exists(), "{name}: partial output left behind");
+    }
+    // Streaming round trip and encode refuse bad .f32 input the same way, leaving no output.
+    std::fs::write(p("odd.f32"), [0u8; 36]).unwrap();
+    for cmd in ["roundtrip", "encode"] {
+        let out = p(&format!("odd_{cmd}.out.f32"));
+        let o = kakeya(&[
+            "codec",
+            cmd,
+            "--variant",
+            "e8",
+            "--q",
+            "4",
+            "--dim",
+            "8",
+            "--in",
+            s(&p("odd.f32")),
+            "--out",
+            s(&out),
+        ]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("multiple of 4"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+    }
+    let mut nan = rows_data(3, 64);
+    nan[2][5] = f32::INFINITY;
+    write_f32(&p("nan.f32"), &nan);
+    let o = kakeya(&[
+        "codec",
+        "roundtrip",
+        "--variant",
+        "e8",
+        "--q",
+        "4",
+        "--dim",
+        "64",
+        "--in",
+        s(&p("nan.f32")),
+        "--out",
+        s(&p("nan_out.f32")),
+    ]);
+    assert!(
+        stderr(&o).contains("row 2 column 5 is not a finite"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!p("nan_out.f32").exists());
+}

@@ -8,7 +8,7 @@
 //! 4. zero padding to the next byte.
 //!
 //! Block codes enumerate the points a block can take *after the clamp to [−Q, Q]*, in classes
-//! laid out back to back from code 0 ([`Layout`]): integer points with even sum (the D_n
+//! laid out back to back from code 0 (`Layout`): integer points with even sum (the D_n
 //! points), half-integer points (the E8 coset D8 + ½·𝟙), half-integer points with clamped
 //! coordinates (E8 returns ±(Q+½) whenever the largest rotated value lands just above Q, and
 //! the clamp turns that coordinate into ±Q), integer points with odd sum (a parity flip to
@@ -419,6 +419,20 @@ pub struct PackStats {
 }
 
 impl Packer {
+    /// The packer for `codec`; Q above [`MAX_PACK_Q`] is refused.
+    ///
+    /// ```
+    /// use kakeya_lattice::{Codec, Packer, Variant};
+    /// let p = Packer::new(Codec::new(Variant::E8, 128, 38)?)?;
+    /// let x: Vec<f32> = (0..128).map(|i| (i as f32).cos()).collect();
+    /// let mut bytes = Vec::new();
+    /// p.encode(&x, &mut bytes)?;
+    /// assert_eq!(bytes.len(), p.base_bytes());
+    /// let mut y = vec![0.0; 128];
+    /// p.decode(&bytes, &mut y)?;
+    /// assert_eq!(y, p.codec().roundtrip_row(&x)?);
+    /// # Ok::<(), kakeya_lattice::CodecError>(())
+    /// ```
     pub fn new(codec: Codec) -> Result<Packer, CodecError> {
         let q = codec.q();
         if q > MAX_PACK_Q {
@@ -441,6 +455,7 @@ impl Packer {
         })
     }
 
+    /// The codec this packer stores.
     pub fn codec(&self) -> &Codec {
         &self.codec
     }

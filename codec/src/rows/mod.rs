@@ -1,4 +1,4 @@
-//! Row-parallel kernels: the per-row pipeline of [`super::pipeline`] run on `L` rows at once
+//! Row-parallel kernels: the scalar per-row pipeline (`pipeline.rs`) run on `L` rows at once
 //! in structure-of-arrays layout (`a[k][l]` = coordinate `k` of row `l`), so that every SIMD
 //! lane performs exactly the scalar sequence of float32 operations for its own row. Results
 //! are therefore bit-identical to the scalar path (the tests below check this on many random,
@@ -104,7 +104,7 @@ pub(crate) fn dequantize(k: Kernel, c: &Codec, sides: &[Side], z: &mut [f32]) {
 }
 
 /// Whole-row entry points on the row-parallel kernels; they live here, beside the kernels, so
-/// that the scalar pipeline in [`crate::pipeline`] does not depend on this module.
+/// that the scalar pipeline (`pipeline.rs`) does not depend on this module.
 impl Codec {
     /// Encode whole rows serially into lattice points `z` (same length as `x`) and one side
     /// pair per row (`sides.len()` = rows), on the row-parallel kernel ([`crate::rows`]).

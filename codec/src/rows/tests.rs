@@ -1,5 +1,7 @@
+use half::f16;
+
 use super::*;
-use crate::Packer;
+use crate::{Packer, Rotation, Variant};
 
 fn lcg(state: &mut u64) -> f32 {
     *state = state

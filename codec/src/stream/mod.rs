@@ -166,7 +166,7 @@ pub(crate) fn read_rows(
     let got = fill(input, bytes_mut(&mut f.buf))?;
     *total += got as u64;
     let row_bytes = 4 * dim;
-    if got % row_bytes != 0 {
+    if !got.is_multiple_of(row_bytes) {
         return Err(StreamError::Ragged {
             bytes: *total,
             row_bytes,

@@ -107,7 +107,7 @@ fn f32_rows(path: &Path, len: u64, dim: Option<usize>) -> anyhow::Result<(usize,
         bail!("--dim must be positive");
     }
     let stride = dim.checked_mul(4).context("--dim is too large")? as u64;
-    if len % stride != 0 {
+    if !len.is_multiple_of(stride) {
         bail!(
             "{} holds {len} bytes, not a multiple of 4·D = {stride} (D={dim}): not whole float32 rows",
             path.display()
