@@ -139,3 +139,106 @@ unsafe fn close_from(first: libc::c_int) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use crate::exec::{self, JobSpec, Tick};
+
+    const DIR_VAR: &str = "MACBRIDGE_WATCHDOG_TEST_DIR";
+
+    /// Not a test on its own: the stand-in runner that `a_sigkilled_runner_...` starts and
+    /// kills. It runs a job with two background children and waits for it.
+    #[test]
+    #[ignore = "helper process for a_sigkilled_runner_takes_its_whole_job_group_with_it"]
+    fn helper_runner() {
+        let Some(dir) = std::env::var_os(DIR_VAR) else {
+            return;
+        };
+        let dir = Path::new(&dir);
+        let script =
+            "sleep 120 & a=$!; sleep 120 & b=$!; echo $$ $a $b > pids.tmp; mv pids.tmp pids; wait";
+        let spec = JobSpec {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            cwd: dir.to_path_buf(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            timeout: Duration::from_secs(300),
+            grace: Duration::from_millis(200),
+            stdout_path: dir.join("stdout.log"),
+            stderr_path: dir.join("stderr.log"),
+            tick_every: Duration::from_millis(50),
+            max_output_bytes: 1 << 20,
+            pid_file: dir.join("job.pid"),
+        };
+        let _ = exec::run(&spec, || Tick::Continue);
+    }
+
+    /// Alive and not a zombie waiting for init to reap it.
+    fn running(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X"),
+            // No /proc (macOS): signal 0 only checks existence.
+            // SAFETY: signal 0 sends nothing.
+            Err(_) => !Path::new("/proc").exists() && unsafe { libc::kill(pid, 0) == 0 },
+        }
+    }
+
+    fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    #[test]
+    fn a_sigkilled_runner_takes_its_whole_job_group_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut runner = Command::new(exe)
+            .args(["--exact", "watchdog::tests::helper_runner", "--ignored"])
+            .env(DIR_VAR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids_file = dir.path().join("pids");
+        assert!(
+            wait_for(Duration::from_secs(60), || pids_file.exists()),
+            "the job never started"
+        );
+        let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 3);
+        let pgid: i32 = std::fs::read_to_string(dir.path().join("job.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(pids.iter().all(|p| running(*p)));
+        runner.kill().unwrap();
+        runner.wait().unwrap();
+        let gone = wait_for(Duration::from_secs(5), || {
+            pids.iter().chain([&pgid]).all(|p| !running(*p))
+        });
+        if !gone {
+            // SAFETY: clean up what the failed check left, then fail.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+        assert!(
+            gone,
+            "job processes {pids:?} (group {pgid}) outlived their runner"
+        );
+    }
+}

@@ -3,11 +3,10 @@
 //! and publishes nothing; a restarted runner stops the job its dead predecessor left running and
 //! gives its unfinished claim back; `max_attempts` closes a request nobody could finish.
 //!
-//! What happens to the killed runner's job: the runner starts every job in its own process
-//! group, so a SIGKILL of the runner alone does not reach it. The job keeps running,
-//! unsupervised, in the dead runner's job folder until it ends by itself or that runner is
-//! started again (it then stops its predecessor's jobs before anything else). Nothing the
-//! orphan writes is published: results are pushed only together with the lease moving to
+//! What happens to the killed runner's job: every job runs in its own process group led by a
+//! supervisor that kills the group as soon as its runner is gone (runner/src/watchdog.rs), so
+//! the job dies with its runner. Should anything survive, a restarted runner stops its
+//! predecessor's jobs before anything else. Nothing an orphan writes is published: results are pushed only together with the lease moving to
 //! `done`, and the dead runner's lease has moved on. Every job group a test sees is handed to
 //! a `GroupReaper`, so none outlives its test.
 
@@ -184,8 +183,11 @@ fn max_attempts_closes_the_request_as_failed_without_running_it() {
     let report = wait_running(&w, &a, &id, &reaper);
     let (pid, children) = sleep_pids(&report);
     server_a.kill();
-    // The job is in its own process group: killing its runner alone leaves it running.
-    assert!(proc::pid_alive(pid), "the job died with its runner");
+    // The watchdog: the job's whole process group dies with its SIGKILLed runner.
+    wait_gone(
+        &[vec![pid], children.clone()].concat(),
+        Duration::from_secs(5),
+    );
 
     let mut server_b = b.serve(&w);
     let status = w.wait_state(&branch, FINAL, LIMIT);
@@ -204,9 +206,7 @@ fn max_attempts_closes_the_request_as_failed_without_running_it() {
     assert_eq!(last["state"], "done", "{last}");
     assert_eq!(last["runner_id"], "mac-b", "{last}");
 
-    // Until mac-a starts again nothing stops the orphan; the reaper does, as a reboot would.
     reaper.reap();
-    wait_gone(&[vec![pid], children].concat(), LIMIT);
 }
 
 #[test]

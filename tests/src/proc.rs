@@ -320,7 +320,16 @@ impl GroupReaper {
         if groups.is_empty() {
             return;
         }
-        for (pid, pgid) in process_groups() {
+        let all = process_groups();
+        // A watched pid may be a group member rather than its leader (the runner's supervisor
+        // leads each job group): its group is watched too.
+        let groups: Vec<u32> = all
+            .iter()
+            .filter(|(pid, _)| groups.contains(pid))
+            .map(|(_, pgid)| *pgid)
+            .chain(groups.iter().copied())
+            .collect();
+        for (pid, pgid) in all {
             if groups.contains(&pgid) && mentions(pid, &self.marker) {
                 signal(pid, "KILL");
             }
