@@ -175,25 +175,87 @@ fn exact_configs_agree_and_a_perturbed_drafter_does_not() {
 fn dflash_cached_and_recomputed_contexts_agree_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).display().to_string();
-    kakeya(&["make-tiny-model", "--arch", "qwen3", "--out", &p("t"), "--seed", "8", "--layers", "4"]);
-    kakeya(&["make-tiny-model", "--arch", "dflash", "--target", &p("t"), "--out", &p("df"), "--seed", "3"]);
     kakeya(&[
-        "drafter-parity", "--drafter", "dflash", "--target", &p("t"), "--draft", &p("df"),
-        "--prompt-set", "short", "--n-blocks", "3", "--block-size", "4", "--out", &p("df.json"),
+        "make-tiny-model",
+        "--arch",
+        "qwen3",
+        "--out",
+        &p("t"),
+        "--seed",
+        "8",
+        "--layers",
+        "4",
+    ]);
+    kakeya(&[
+        "make-tiny-model",
+        "--arch",
+        "dflash",
+        "--target",
+        &p("t"),
+        "--out",
+        &p("df"),
+        "--seed",
+        "3",
+    ]);
+    kakeya(&[
+        "drafter-parity",
+        "--drafter",
+        "dflash",
+        "--target",
+        &p("t"),
+        "--draft",
+        &p("df"),
+        "--prompt-set",
+        "short",
+        "--n-blocks",
+        "3",
+        "--block-size",
+        "4",
+        "--out",
+        &p("df.json"),
     ]);
     let r = read(&dir.path().join("df.json"));
     assert_eq!(r["config"]["drafter"], "dflash");
     assert_eq!(r["config"]["exact_configs"], true);
     assert_eq!(r["agreement"], 1.0);
     assert!(r["total_tokens"].as_u64().unwrap() > 0);
-    assert!(gate(&dir.path().join("df.json")).is_empty(), "{:?}", gate(&dir.path().join("df.json")));
+    assert!(
+        gate(&dir.path().join("df.json")).is_empty(),
+        "{:?}",
+        gate(&dir.path().join("df.json"))
+    );
     // A different checkpoint on side B is not an exact pair and is compared honestly.
-    kakeya(&["make-tiny-model", "--arch", "dflash", "--target", &p("t"), "--out", &p("df2"), "--seed", "4"]);
-    let out = run(&[
-        "drafter-parity", "--drafter", "dflash", "--target", &p("t"), "--draft", &p("df"),
-        "--draft-b", &p("df2"), "--min-agreement", "0", "--out", &p("df2.json"),
+    kakeya(&[
+        "make-tiny-model",
+        "--arch",
+        "dflash",
+        "--target",
+        &p("t"),
+        "--out",
+        &p("df2"),
+        "--seed",
+        "4",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "drafter-parity",
+        "--drafter",
+        "dflash",
+        "--target",
+        &p("t"),
+        "--draft",
+        &p("df"),
+        "--draft-b",
+        &p("df2"),
+        "--min-agreement",
+        "0",
+        "--out",
+        &p("df2.json"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r2 = read(&dir.path().join("df2.json"));
     assert_eq!(r2["config"]["exact_configs"], false);
     assert!(gate(&dir.path().join("df2.json")).is_empty());

@@ -424,7 +424,14 @@ fn dflash_drafter_is_lossless_for_greedy() {
     let dflash = dir.path().join("dflash");
     common::run_ok(
         Command::new(common::kakeya())
-            .args(["make-tiny-model", "--arch", "dflash", "--seed", "5", "--target"])
+            .args([
+                "make-tiny-model",
+                "--arch",
+                "dflash",
+                "--seed",
+                "5",
+                "--target",
+            ])
             .arg(&m.qwen)
             .arg("--out")
             .arg(&dflash),

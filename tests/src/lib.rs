@@ -30,8 +30,8 @@ pub mod gitd;
 pub mod gitx;
 pub mod netns;
 pub mod proc;
-pub mod sk;
 pub mod scenarios;
+pub mod sk;
 pub mod world;
 
 pub use craft::{Draft, Sealed};

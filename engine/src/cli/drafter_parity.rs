@@ -9,10 +9,10 @@ use anyhow::{Context, bail};
 use kakeya_engine::eval::drafter_parity::DraftSource;
 use kakeya_engine::eval::drafter_parity::dflash::DFlashSource;
 use kakeya_engine::eval::drafter_parity::model::{ContextMode, ModelDrafter};
-use kakeya_engine::specdec::dflash::DFlashModel;
 use kakeya_engine::eval::drafter_parity::reference::{self, Recorded, ReferenceBlock};
 use kakeya_engine::eval::drafter_parity::{self as parity, BlockResult};
 use kakeya_engine::report::{self, ReportBuilder};
+use kakeya_engine::specdec::dflash::DFlashModel;
 use serde_json::{Map, Value, json};
 
 use super::lm_common::{self, Loaded, RunFlags};
@@ -259,9 +259,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut da = a.source();
             for (i, p) in prompts.iter().enumerate() {
                 let ids = a.loaded.encode(p)?;
-                let blocks =
-                    parity::run_context(da.as_mut(), db.as_mut(), &ids, args.n_blocks, args.block_size)
-                        .with_context(|| format!("drafting after prompt {i}"))?;
+                let blocks = parity::run_context(
+                    da.as_mut(),
+                    db.as_mut(),
+                    &ids,
+                    args.n_blocks,
+                    args.block_size,
+                )
+                .with_context(|| format!("drafting after prompt {i}"))?;
                 let mut ctx = ids.clone();
                 for r in &blocks {
                     written.push(ReferenceBlock {
@@ -277,9 +282,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(rec)) => {
             let mut ra = Recorded(rec);
             for (i, blk) in rec.iter().enumerate() {
-                let r =
-                    parity::compare_block(&mut ra, db.as_mut(), &blk.context_ids, blk.draft_ids.len())
-                        .with_context(|| format!("reference block {i}"))?;
+                let r = parity::compare_block(
+                    &mut ra,
+                    db.as_mut(),
+                    &blk.context_ids,
+                    blk.draft_ids.len(),
+                )
+                .with_context(|| format!("reference block {i}"))?;
                 samples.push(json!({"sample": i, "context_len": blk.context_ids.len(), "blocks": [block_json(0, &r)]}));
             }
         }

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use crate::model::{Arch, ModelError};
 
+pub mod chat;
 pub mod dflash;
 pub mod retrieval;
-pub mod chat;
 mod rng;
 pub mod tokenizer;
 

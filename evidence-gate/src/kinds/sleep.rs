@@ -89,7 +89,11 @@ mod tests {
 
     #[test]
     fn a_span_shorter_than_the_sleep_or_absurdly_long_is_not() {
-        let short = report("2026-12-01T10:00:00.000Z", "2026-12-01T10:00:00.010Z", 5000.0);
+        let short = report(
+            "2026-12-01T10:00:00.000Z",
+            "2026-12-01T10:00:00.010Z",
+            5000.0,
+        );
         assert_eq!(violations(&short).len(), 1);
         let long = report("2026-12-01T10:00:00.000Z", "2026-12-01T10:05:00.000Z", 31.9);
         assert_eq!(violations(&long).len(), 1);

@@ -87,7 +87,10 @@ impl DraftSource for DFlashSource<'_> {
         // A DFlash block starts with the target's bonus and the drafts follow it, so the
         // block (and a teacher-forced context extended by it) stays coherent.
         let mut block = vec![live.bonus];
-        block.extend(live.drafter.propose(context, live.bonus, n.saturating_sub(1))?);
+        block.extend(
+            live.drafter
+                .propose(context, live.bonus, n.saturating_sub(1))?,
+        );
         block.truncate(n);
         if self.mode == ContextMode::Cached {
             self.live = Some(live);
