@@ -119,7 +119,8 @@ fn resolve_ext(
     let usable = match drafter {
         DrafterKind::Model => model.draft.is_some(),
         DrafterKind::Ngram => true,
-        _ => false,
+        DrafterKind::Dflash => model.dflash.is_some(),
+        DrafterKind::None => false,
     };
     let block = usable.then_some(block);
     Ok((kv, block))
