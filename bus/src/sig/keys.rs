@@ -218,10 +218,55 @@ fn parse_private(path: &Path, text: &str) -> Result<PrivateKey, SigError> {
         };
         return Err(SigError::KeyFormat { what, detail });
     }
-    PrivateKey::from_openssh(trimmed).map_err(|e| SigError::KeyFormat {
-        what,
-        detail: e.to_string(),
+    PrivateKey::from_openssh(trimmed).map_err(|e| match private_key_algorithm(trimmed) {
+        // The library refuses some types it does not support (P-521, DSA) with a format
+        // error; name the type instead, as the public-key path does.
+        Some(algorithm) if !SUPPORTED_NAMES.contains(&algorithm.as_str()) => {
+            SigError::UnsupportedKey { what, algorithm }
+        }
+        _ => SigError::KeyFormat {
+            what,
+            detail: e.to_string(),
+        },
     })
+}
+
+/// Key types whose private files the SSH library parses (the rest are named when refused).
+const SUPPORTED_NAMES: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// The algorithm name of the first key in an `openssh-key-v1` file, read from its clear
+/// header (magic, cipher, kdf, kdf options, key count, then the public key blob whose first
+/// field is the algorithm). None when the file is not shaped like one.
+fn private_key_algorithm(armored: &str) -> Option<String> {
+    use base64ct::{Base64, Encoding};
+    let body: String = armored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    let bytes = Base64::decode_vec(&body).ok()?;
+    let mut rest = bytes.strip_prefix(b"openssh-key-v1\0".as_slice())?;
+    let mut field = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let value = rest.get(4..4 + len)?.to_vec();
+        *rest = rest.get(4 + len..)?;
+        Some(value)
+    };
+    for _ in 0..3 {
+        field(&mut rest)?;
+    }
+    rest = rest.get(4..)?;
+    let blob = field(&mut rest)?;
+    let mut blob = blob.as_slice();
+    let name = field(&mut blob)?;
+    String::from_utf8(name).ok()
 }
 
 fn unsupported_pem(what: &str, first_line: &str) -> SigError {
@@ -310,3 +355,40 @@ fn warn_if_exposed(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_exposed(_path: &Path) {}
+
+#[cfg(test)]
+mod header_tests {
+    use base64ct::{Base64, Encoding};
+
+    fn string(out: &mut Vec<u8>, value: &[u8]) {
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+
+    #[test]
+    fn the_algorithm_is_read_from_the_clear_header() {
+        let mut blob = Vec::new();
+        string(&mut blob, b"ecdsa-sha2-nistp521");
+        string(&mut blob, b"nistp521");
+        let mut file = b"openssh-key-v1\0".to_vec();
+        for field in [b"none".as_slice(), b"none", b""] {
+            string(&mut file, field);
+        }
+        file.extend_from_slice(&1u32.to_be_bytes());
+        string(&mut file, &blob);
+        let armored = format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+            Base64::encode_string(&file)
+        );
+        assert_eq!(
+            super::private_key_algorithm(&armored).as_deref(),
+            Some("ecdsa-sha2-nistp521")
+        );
+        assert_eq!(super::private_key_algorithm("garbage"), None);
+        let truncated = format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+            Base64::encode_string(&file[..20])
+        );
+        assert_eq!(super::private_key_algorithm(&truncated), None);
+    }
+}
