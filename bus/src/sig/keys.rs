@@ -253,7 +253,7 @@ fn private_key_algorithm(armored: &str) -> Option<String> {
         .collect();
     let bytes = Base64::decode_vec(&body).ok()?;
     let mut rest = bytes.strip_prefix(b"openssh-key-v1\0".as_slice())?;
-    let mut field = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+    let field = |rest: &mut &[u8]| -> Option<Vec<u8>> {
         let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
         let value = rest.get(4..4 + len)?.to_vec();
         *rest = rest.get(4 + len..)?;
