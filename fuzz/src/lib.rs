@@ -113,7 +113,9 @@ pub fn policy(data: &[u8]) {
     };
     let principals = ["alice".to_string(), "*".to_string(), String::new()];
     for preset in ["sleep", "cargo-test", ""] {
-        let _ = policy.allows(&principals, preset, preset == "cargo-test");
+        for key_type in ["ssh-ed25519", "ssh-rsa", "sk-ssh-ed25519@openssh.com", ""] {
+            let _ = policy.allows(&principals, preset, preset == "cargo-test", key_type);
+        }
     }
 }
 
