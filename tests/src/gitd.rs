@@ -2,7 +2,7 @@
 //! bus through a real TCP connection that a test can cut, delay or break.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,18 @@ pub fn free_port() -> u16 {
         .expect("finding a free port")
 }
 
+/// The `git-daemon` program itself. `git daemon` runs it as a child and waits, so killing
+/// that `git` (as a dropped test does) would leave the daemon serving on: start it directly.
+fn daemon_program() -> PathBuf {
+    Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("git-daemon"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("git-daemon"))
+}
+
 impl GitDaemon {
     /// Serve every repository under `base` on `listen:port`. With `wrap` (e.g. `ip netns exec
     /// NS`) the daemon runs under that command. `probe` is an address to check it answers on
@@ -34,16 +46,16 @@ impl GitDaemon {
         log: &Path,
         probe: Option<SocketAddr>,
     ) -> GitDaemon {
+        let daemon = daemon_program();
         let mut cmd = match wrap.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg("git");
+                c.args(args).arg(&daemon);
                 c
             }
-            None => Command::new("git"),
+            None => Command::new(&daemon),
         };
-        cmd.arg("daemon")
-            .arg("--reuseaddr")
+        cmd.arg("--reuseaddr")
             .arg("--export-all")
             .arg("--enable=receive-pack")
             .arg("--informative-errors")
