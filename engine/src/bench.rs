@@ -86,6 +86,43 @@ pub fn time_model(
     })
 }
 
+/// Cost of one forward over a block of L tokens, in single-step forwards, for each L in
+/// `blocks`: after one prefill of `prompt_len` tokens, the block and its L single steps are
+/// timed alternately at the same position (the cache is truncated back in between), `reps`
+/// times each; the figure is the ratio of the medians.
+pub fn block_costs(
+    model: &CausalLm,
+    prompt_len: usize,
+    blocks: &[usize],
+    reps: usize,
+    seed: u64,
+) -> Result<Vec<(usize, f64)>, ModelError> {
+    let vocab = model.config().vocab_size;
+    let prompt = random_tokens(prompt_len, vocab, seed);
+    let longest = blocks.iter().copied().max().unwrap_or(1);
+    let steps = random_tokens(longest, vocab, seed + 1);
+    let mut cache = model.new_cache(&KvChannel::Raw)?;
+    model.forward(&prompt, &mut cache, Logits::Last)?;
+    let mut out = Vec::new();
+    for &l in blocks {
+        let (mut block, mut singles) = (Vec::new(), Vec::new());
+        for _ in 0..reps.max(1) {
+            cache.truncate(prompt_len)?;
+            let t = Instant::now();
+            model.forward(&steps[..l], &mut cache, Logits::All)?;
+            block.push(t.elapsed().as_secs_f64());
+            cache.truncate(prompt_len)?;
+            let t = Instant::now();
+            for tok in &steps[..l] {
+                model.forward(&[*tok], &mut cache, Logits::Last)?;
+            }
+            singles.push(t.elapsed().as_secs_f64() / l as f64);
+        }
+        out.push((l, median(block) / median(singles)));
+    }
+    Ok(out)
+}
+
 /// Best-of-`reps` read bandwidth in GB/s: summing a buffer far larger than the caches on
 /// all of rayon's threads.
 pub fn read_bandwidth_gb_s(bytes: usize, reps: usize) -> f64 {
@@ -118,7 +155,8 @@ pub fn read_bandwidth_gb_s(bytes: usize, reps: usize) -> f64 {
 /// the K/V cache at `ctx` tokens.
 pub fn decode_bytes_per_token(model: &CausalLm, ctx: usize) -> f64 {
     let c = model.config();
-    let dsize = model.dtype().size_in_bytes() as f64;
-    let kv = 2.0 * (c.num_layers * ctx * c.num_kv_heads * c.head_dim) as f64 * dsize;
-    c.param_count() as f64 * dsize + kv
+    let weight = model.dtype().size_in_bytes() as f64;
+    let act = model.activation_dtype().size_in_bytes() as f64;
+    let kv = 2.0 * (c.num_layers * ctx * c.num_kv_heads * c.head_dim) as f64 * act;
+    c.param_count() as f64 * weight + kv
 }

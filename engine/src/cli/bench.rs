@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use kakeya_engine::bench::{decode_bytes_per_token, median, read_bandwidth_gb_s, time_model};
-use kakeya_engine::model::{CausalLm, KernelChoice, KvChannel, LoadOptions};
+use kakeya_engine::model::{CausalLm, KvChannel};
 use kakeya_engine::report::{self, ReportBuilder};
 use kakeya_engine::specdec::SpecOptions;
 use kakeya_engine::specdec::prompts::prompt_set;
@@ -19,26 +18,12 @@ use super::lm_common::{self, RunFlags};
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Prefill / decode tokens/s, block-of-L cost in single steps, decode bandwidth bound.
-    Model(ModelArgs),
+    Model(super::bench_model::Args),
     /// Speculative decoding speedup vs AR at several draft acceptance rates and block sizes.
     SpecDecode(SpecArgs),
     /// The acceptance-rate benchmark: drafters × KV channels × block sizes, lossless rows
     /// with speed vs AR from the same run, a table and an SVG plot.
     Acceptance(super::acceptance::Args),
-}
-
-#[derive(clap::Args)]
-pub struct ModelArgs {
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long, default_value_t = 256)]
-    prompt_len: usize,
-    #[arg(long, default_value_t = 64)]
-    decode: usize,
-    #[arg(long, default_value_t = 3)]
-    reps: usize,
-    #[arg(long, default_value = "bench_model.json")]
-    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -73,89 +58,10 @@ pub struct SpecArgs {
 
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Model(a) => model(a),
+        Command::Model(a) => super::bench_model::run(a),
         Command::SpecDecode(a) => spec(a),
         Command::Acceptance(a) => super::acceptance::run(a),
     }
-}
-
-fn model(a: ModelArgs) -> anyhow::Result<()> {
-    let mut params = Map::new();
-    params.insert("model".into(), a.model.display().to_string().into());
-    params.insert("prompt_len".into(), a.prompt_len.into());
-    params.insert("decode".into(), a.decode.into());
-    let mut builder = ReportBuilder::start("model_bench", "cpu", params);
-    for (n, s) in kakeya_engine::model::load::digests(&a.model)? {
-        builder.model_digest(&n, &s);
-    }
-    let mut rows = Vec::new();
-    println!(
-        "{:<8} {:>12} {:>12} {:>9} | block cost in single steps, L = 1 2 4 8 16",
-        "kernels", "prefill t/s", "decode t/s", "ms/tok"
-    );
-    for (label, k) in [
-        ("exact", KernelChoice::Auto),
-        ("candle", KernelChoice::Candle),
-    ] {
-        let m = CausalLm::load(
-            &a.model,
-            &LoadOptions {
-                kernels: k,
-                ..Default::default()
-            },
-        )?;
-        time_model(&m, 16, 4, 8, 99)?;
-        let runs = (0..a.reps)
-            .map(|r| time_model(&m, a.prompt_len, a.decode, 8, r as u64))
-            .collect::<Result<Vec<_>, _>>()?;
-        let blocks = [1usize, 2, 4, 8, 16]
-            .iter()
-            .map(|&l| {
-                let v = (0..a.reps)
-                    .map(|r| {
-                        time_model(&m, a.prompt_len, 0, l, r as u64)
-                            .map(|t| t.block_s / (t.singles_s / l as f64))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((l, median(v)))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let prefill = median(
-            runs.iter()
-                .map(|r| r.prefill_tokens as f64 / r.prefill_s)
-                .collect(),
-        );
-        let decode = median(
-            runs.iter()
-                .map(|r| r.decode_tokens as f64 / r.decode_s)
-                .collect(),
-        );
-        println!(
-            "{label:<8} {prefill:>12.0} {decode:>12.1} {:>9.2} | {}",
-            1e3 / decode,
-            blocks
-                .iter()
-                .map(|(_, c)| format!("{c:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        rows.push(json!({"kernels": label, "prefill_tok_s": prefill, "decode_tok_s": decode,
-            "block_cost_in_single_steps": blocks.iter().map(|(l, c)| json!({"block": l, "cost": c})).collect::<Vec<_>>(),
-            "runs": runs}));
-    }
-    let m = CausalLm::load(&a.model, &LoadOptions::default())?;
-    let bw = read_bandwidth_gb_s(1 << 30, 3);
-    let bytes = decode_bytes_per_token(&m, a.prompt_len + a.decode / 2);
-    println!(
-        "read bandwidth {bw:.1} GB/s, decode reads >= {:.1} MB/token -> bound {:.1} tok/s",
-        bytes / 1e6,
-        bw * 1e9 / bytes
-    );
-    let body = json!({"params": m.config().param_count(), "results": rows, "read_bandwidth_gb_s": bw,
-        "decode_bytes_per_token": bytes, "decode_bound_tok_s": bw * 1e9 / bytes,
-        "threads": rayon::current_num_threads()});
-    report::write_report(&a.out, &builder.finish(body)?)?;
-    Ok(())
 }
 
 fn spec(a: SpecArgs) -> anyhow::Result<()> {

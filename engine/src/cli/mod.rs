@@ -2,6 +2,7 @@
 
 pub mod acceptance;
 pub mod bench;
+pub mod bench_model;
 pub mod codec;
 pub mod drafter_parity;
 pub mod env_probe;

@@ -1,5 +1,7 @@
-//! Building blocks: a linear layer that runs the batch-invariant kernel on CPU f32 (candle's
-//! matmul elsewhere), and one decoder layer (pre-norm attention + SwiGLU MLP).
+//! Building blocks of the candle path: a projection (packed for the exact kernels when the
+//! model runs them, a candle matmul otherwise) and one decoder layer on candle ops (pre-norm
+//! attention + SwiGLU MLP) for GPUs, `--candle-kernels` and the comparison benches. The
+//! exact CPU path's layer is [`super::exact::layer`].
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use candle_nn::VarBuilder;
@@ -7,7 +9,7 @@ use candle_nn::VarBuilder;
 use super::ModelError;
 use super::cache::KvStore;
 use super::config::ModelConfig;
-use super::kernels::{self, AttnShape};
+use super::exact::{self, PackedMatrix, layer::to_f32_vec};
 
 /// Run `f` on the f32 contents of a contiguous CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, ModelError> {
@@ -22,11 +24,16 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, 
     Ok(f(&data[a..b]))
 }
 
-pub(crate) struct Linear {
-    w: Tensor,
-    b: Option<Tensor>,
-    out: usize,
-    inp: usize,
+/// A projection `x[m, in] → [m, out]`: packed for the exact kernels, or a candle tensor.
+pub(crate) enum Linear {
+    Exact {
+        w: PackedMatrix,
+        b: Option<Vec<f32>>,
+    },
+    Candle {
+        w: Tensor,
+        b: Option<Tensor>,
+    },
 }
 
 impl Linear {
@@ -36,6 +43,7 @@ impl Linear {
         inp: usize,
         out: usize,
         bias: bool,
+        exact: bool,
     ) -> Result<Self, ModelError> {
         let w = vb
             .get((out, inp), &format!("{name}.weight"))
@@ -48,39 +56,61 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear { w, b, out, inp })
+        Self::new(w, b, exact)
     }
 
-    pub fn from_weight(w: Tensor) -> Result<Self, ModelError> {
-        let (out, inp) = w.dims2()?;
-        Ok(Linear {
-            w,
-            b: None,
-            out,
-            inp,
-        })
+    pub fn from_weight(w: Tensor, exact: bool) -> Result<Self, ModelError> {
+        Self::new(w, None, exact)
     }
 
-    /// `x[m, in] → [m, out]`.
-    pub fn forward(&self, x: &Tensor, exact: bool) -> Result<Tensor, ModelError> {
-        let m = x.dim(0)?;
-        if exact {
-            let x = x.contiguous()?;
-            let y = with_f32(&x, |xs| {
-                with_f32(&self.w, |ws| match &self.b {
-                    Some(b) => with_f32(b, |bs| {
-                        kernels::linear(xs, m, self.inp, ws, self.out, Some(bs))
-                    }),
-                    None => Ok(kernels::linear(xs, m, self.inp, ws, self.out, None)),
-                })
-            })???;
-            return Ok(Tensor::from_vec(y, (m, self.out), &Device::Cpu)?);
+    fn new(w: Tensor, b: Option<Tensor>, exact: bool) -> Result<Self, ModelError> {
+        if !exact {
+            return Ok(Linear::Candle { w, b });
         }
-        let y = x.matmul(&self.w.t()?)?;
-        Ok(match &self.b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        let packed =
+            PackedMatrix::pack(&[&w], w.dtype()).map_err(|e| ModelError::Weights(e.to_string()))?;
+        let b = b.map(|b| to_f32_vec(&b)).transpose()?;
+        Ok(Linear::Exact { w: packed, b })
+    }
+
+    /// `x[m, in] → [m, out]`; f32 out of the exact path, the input dtype otherwise.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        match self {
+            Linear::Exact { w, .. } => {
+                let m = x.dim(0)?;
+                let xs = to_f32_vec(x)?;
+                let y = self.forward_f32(&xs, m)?;
+                Ok(Tensor::from_vec(y, (m, w.n()), &Device::Cpu)?)
+            }
+            Linear::Candle { w, b } => {
+                let y = x.matmul(&w.t()?)?;
+                Ok(match b {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            }
+        }
+    }
+
+    /// The exact path on f32 rows `x[m, in]`.
+    pub fn forward_f32(&self, x: &[f32], m: usize) -> Result<Vec<f32>, ModelError> {
+        let Linear::Exact { w, b } = self else {
+            return Err(ModelError::Internal(
+                "an f32 forward needs a packed projection".into(),
+            ));
+        };
+        if x.len() != m * w.k() {
+            return Err(ModelError::Internal(format!(
+                "projection input has {} values, expected {m} × {}",
+                x.len(),
+                w.k()
+            )));
+        }
+        let mut y = w.matmul(x, m);
+        if let Some(b) = b {
+            exact::ops::add_bias(&mut y, b);
+        }
+        Ok(y)
     }
 }
 
@@ -107,7 +137,6 @@ pub(crate) struct Step<'a> {
     pub cfg: &'a ModelConfig,
     pub cos: &'a Tensor,
     pub sin: &'a Tensor,
-    pub exact: bool,
 }
 
 impl Layer {
@@ -123,15 +152,29 @@ impl Layer {
         Ok(Layer {
             ln1: norm(vb, "input_layernorm", h)?,
             ln2: norm(vb, "post_attention_layernorm", h)?,
-            q: Linear::load(&a, "q_proj", h, qd, cfg.qkv_bias)?,
-            k: Linear::load(&a, "k_proj", h, kvd, cfg.qkv_bias)?,
-            v: Linear::load(&a, "v_proj", h, kvd, cfg.qkv_bias)?,
-            o: Linear::load(&a, "o_proj", qd, h, cfg.o_bias)?,
+            q: Linear::load(&a, "q_proj", h, qd, cfg.qkv_bias, false)?,
+            k: Linear::load(&a, "k_proj", h, kvd, cfg.qkv_bias, false)?,
+            v: Linear::load(&a, "v_proj", h, kvd, cfg.qkv_bias, false)?,
+            o: Linear::load(&a, "o_proj", qd, h, cfg.o_bias, false)?,
             q_norm: cfg.qk_norm.then(|| norm(&a, "q_norm", hd)).transpose()?,
             k_norm: cfg.qk_norm.then(|| norm(&a, "k_norm", hd)).transpose()?,
-            gate: Linear::load(&m, "gate_proj", h, cfg.intermediate_size, cfg.mlp_bias)?,
-            up: Linear::load(&m, "up_proj", h, cfg.intermediate_size, cfg.mlp_bias)?,
-            down: Linear::load(&m, "down_proj", cfg.intermediate_size, h, cfg.mlp_bias)?,
+            gate: Linear::load(
+                &m,
+                "gate_proj",
+                h,
+                cfg.intermediate_size,
+                cfg.mlp_bias,
+                false,
+            )?,
+            up: Linear::load(&m, "up_proj", h, cfg.intermediate_size, cfg.mlp_bias, false)?,
+            down: Linear::load(
+                &m,
+                "down_proj",
+                cfg.intermediate_size,
+                h,
+                cfg.mlp_bias,
+                false,
+            )?,
         })
     }
 
@@ -147,9 +190,9 @@ impl Layer {
         let (l, hd) = (x.dim(0)?, cfg.head_dim);
         let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
         let h = candle_nn::ops::rms_norm(x, &self.ln1, eps)?;
-        let mut q = self.q.forward(&h, s.exact)?.reshape((l, nh, hd))?;
-        let mut k = self.k.forward(&h, s.exact)?.reshape((l, nkv, hd))?;
-        let v = self.v.forward(&h, s.exact)?.reshape((l, nkv, hd))?;
+        let mut q = self.q.forward(&h)?.reshape((l, nh, hd))?;
+        let mut k = self.k.forward(&h)?.reshape((l, nkv, hd))?;
+        let v = self.v.forward(&h)?.reshape((l, nkv, hd))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = candle_nn::ops::rms_norm(&q, qn, eps)?;
             k = candle_nn::ops::rms_norm(&k, kn, eps)?;
@@ -158,31 +201,12 @@ impl Layer {
         let k = candle_nn::rotary_emb::rope_thd(&k.unsqueeze(0)?, s.cos, s.sin)?.squeeze(0)?;
         cache.append(&k, &v)?;
         let (kc, vc) = cache.view()?;
-        let t = kc.dim(0)?;
         let scale = 1.0 / (hd as f32).sqrt();
-        let attn = if s.exact {
-            let shape = AttnShape {
-                l,
-                heads: nh,
-                kv_heads: nkv,
-                head_dim: hd,
-                t,
-            };
-            let out = with_f32(&q, |qs| {
-                with_f32(&kc, |ks| {
-                    with_f32(&vc, |vs| kernels::attention(qs, ks, vs, shape, scale))
-                })
-            })???;
-            Tensor::from_vec(out, (l, nh * hd), &Device::Cpu)?
-        } else {
-            candle_attention(&q, &kc, &vc, scale)?.reshape((l, nh * hd))?
-        };
-        let x = (x + self.o.forward(&attn, s.exact)?)?;
+        let attn = candle_attention(&q, &kc, &vc, scale)?.reshape((l, nh * hd))?;
+        let x = (x + self.o.forward(&attn)?)?;
         let h = candle_nn::ops::rms_norm(&x, &self.ln2, eps)?;
-        let g = candle_nn::ops::silu(&self.gate.forward(&h, s.exact)?)?;
-        let m = self
-            .down
-            .forward(&(g * self.up.forward(&h, s.exact)?)?, s.exact)?;
+        let g = candle_nn::ops::silu(&self.gate.forward(&h)?)?;
+        let m = self.down.forward(&(g * self.up.forward(&h)?)?)?;
         Ok((x + m)?)
     }
 }

@@ -9,8 +9,13 @@ use candle_nn::VarBuilder;
 
 use super::cache::{KvChannel, ModelCache, StoreSpec};
 use super::config::{self, ModelConfig};
+use super::exact::layer::{ExactLayer, ExactStep, to_f32_vec};
+use super::exact::ops;
 use super::layers::{Layer, Linear, Step, weight_err};
 use super::{ModelError, load};
+
+/// Tokens per forward pass of a long input on the exact path (see `forward_chunked`).
+pub const PREFILL_CHUNK: usize = 512;
 
 /// Which logits a forward returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +29,8 @@ pub enum Logits {
 /// Which kernels run the matmuls and attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Exact (batch-invariant) kernels on CPU f32, candle ops otherwise.
+    /// Exact (batch-invariant) kernels on CPU (f32, f16 or bf16 weights; f32 activations),
+    /// candle ops on other devices.
     Auto,
     /// Always candle ops (fast BLAS-style matmul; block ≠ steps in the last bits).
     Candle,
@@ -70,10 +76,26 @@ pub struct CausalLm {
     dtype: DType,
     exact: bool,
     embed: Tensor,
-    layers: Vec<Layer>,
+    layers: Stack,
     norm: Tensor,
+    norm_f32: Vec<f32>,
     lm_head: Linear,
     inv_freq: Vec<f32>,
+}
+
+/// The decoder layers on one of the two paths.
+enum Stack {
+    Exact(Vec<ExactLayer>),
+    Candle(Vec<Layer>),
+}
+
+impl Stack {
+    fn len(&self) -> usize {
+        match self {
+            Stack::Exact(v) => v.len(),
+            Stack::Candle(v) => v.len(),
+        }
+    }
 }
 
 impl CausalLm {
@@ -103,18 +125,36 @@ impl CausalLm {
         let embed = m
             .get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")
             .map_err(|e| weight_err("model.embed_tokens", e))?;
-        let layers = (0..cfg.num_layers)
-            .map(|i| Layer::load(&m.pp(format!("layers.{i}")), &cfg))
-            .collect::<Result<Vec<_>, _>>()?;
+        let exact = device.is_cpu() && kernels == KernelChoice::Auto;
+        let layer_vb = |i: usize| m.pp(format!("layers.{i}"));
+        let layers = if exact {
+            Stack::Exact(
+                (0..cfg.num_layers)
+                    .map(|i| ExactLayer::load(&layer_vb(i), &cfg))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        } else {
+            Stack::Candle(
+                (0..cfg.num_layers)
+                    .map(|i| Layer::load(&layer_vb(i), &cfg))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
         let norm = m
             .get(cfg.hidden_size, "norm.weight")
             .map_err(|e| weight_err("model.norm", e))?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::from_weight(embed.clone())?
+            Linear::from_weight(embed.clone(), exact)?
         } else {
-            Linear::load(&vb, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?
+            Linear::load(
+                &vb,
+                "lm_head",
+                cfg.hidden_size,
+                cfg.vocab_size,
+                false,
+                exact,
+            )?
         };
-        let exact = device.is_cpu() && dtype == DType::F32 && kernels == KernelChoice::Auto;
         Ok(CausalLm {
             inv_freq: config::inv_freqs(&cfg),
             cfg,
@@ -125,6 +165,7 @@ impl CausalLm {
             exact,
             embed,
             layers,
+            norm_f32: to_f32_vec(&norm)?,
             norm,
             lm_head,
         })
@@ -142,8 +183,15 @@ impl CausalLm {
         &self.device_label
     }
 
+    /// The weights' dtype.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The dtype of activations, hidden states and the KV cache: f32 on the exact path,
+    /// the weights' dtype on candle's.
+    pub fn activation_dtype(&self) -> DType {
+        if self.exact { DType::F32 } else { self.dtype }
     }
 
     /// `exact` (batch-invariant CPU kernels) or `candle`.
@@ -156,13 +204,14 @@ impl CausalLm {
         let spec = StoreSpec {
             kv_heads: self.cfg.num_kv_heads,
             head_dim: self.cfg.head_dim,
-            dtype: self.dtype,
+            dtype: self.activation_dtype(),
             device: self.device.clone(),
         };
         Ok(ModelCache::new(self.cfg.num_layers, spec, channel)?)
     }
 
-    fn rope(&self, pos0: usize, l: usize) -> Result<(Tensor, Tensor), ModelError> {
+    /// RoPE tables `[l, head_dim/2]` for positions `pos0..pos0 + l`.
+    fn rope_tables(&self, pos0: usize, l: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(l * half);
         let mut sin = Vec::with_capacity(l * half);
@@ -173,6 +222,12 @@ impl CausalLm {
                 sin.push(a.sin());
             }
         }
+        (cos, sin)
+    }
+
+    fn rope(&self, pos0: usize, l: usize) -> Result<(Tensor, Tensor), ModelError> {
+        let half = self.inv_freq.len();
+        let (cos, sin) = self.rope_tables(pos0, l);
         let mk = |v: Vec<f32>| -> Result<Tensor, ModelError> {
             Ok(Tensor::from_vec(v, (l, half), &self.device)?.to_dtype(self.dtype)?)
         };
@@ -257,6 +312,116 @@ impl CausalLm {
                 self.cfg.max_position_embeddings
             )));
         }
+        match &self.layers {
+            Stack::Exact(layers) => self.forward_chunked(layers, tokens, cache, which, capture),
+            Stack::Candle(layers) => self.forward_candle(layers, tokens, cache, which, capture),
+        }
+    }
+
+    /// Long inputs run in chunks of [`PREFILL_CHUNK`] tokens, which bounds the activations
+    /// a prefill holds. The exact kernels make this free of side effects: every row's bits
+    /// are the same however the rows are grouped.
+    fn forward_chunked(
+        &self,
+        layers: &[ExactLayer],
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        which: Logits,
+        capture: &[usize],
+    ) -> Result<(Tensor, Option<Tensor>), ModelError> {
+        let chunks: Vec<&[u32]> = tokens.chunks(PREFILL_CHUNK).collect();
+        let mut logits = Vec::new();
+        let mut hidden = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let want = match which {
+                Logits::All => Some(Logits::All),
+                Logits::Last => last.then_some(Logits::Last),
+            };
+            let (lg, h) = self.forward_exact(layers, chunk, cache, want, capture)?;
+            logits.extend(lg);
+            hidden.extend(h);
+        }
+        let logits = if logits.len() == 1 {
+            logits.remove(0)
+        } else {
+            Tensor::cat(&logits, 0)?
+        };
+        let hidden = match hidden.len() {
+            0 => None,
+            1 => hidden.pop(),
+            _ => Some(Tensor::cat(&hidden, 0)?),
+        };
+        Ok((logits, hidden))
+    }
+
+    /// One chunk on the exact path; `which = None` skips the head (an inner prefill chunk).
+    fn forward_exact(
+        &self,
+        layers: &[ExactLayer],
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        which: Option<Logits>,
+        capture: &[usize],
+    ) -> Result<(Option<Tensor>, Option<Tensor>), ModelError> {
+        let (l, h) = (tokens.len(), self.cfg.hidden_size);
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = to_f32_vec(&self.embed.index_select(&ids, 0)?)?;
+        let (cos, sin) = self.rope_tables(cache.len(), l);
+        let step = ExactStep {
+            cfg: &self.cfg,
+            cos: &cos,
+            sin: &sin,
+        };
+        let mut captured: Vec<Option<Vec<f32>>> = vec![None; capture.len()];
+        for (i, layer) in layers.iter().enumerate() {
+            let store = cache
+                .layer_mut(i)
+                .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))?;
+            layer.forward(&mut x, l, store.as_mut(), &step)?;
+            for (slot, _) in capture.iter().enumerate().filter(|(_, c)| **c == i) {
+                captured[slot] = Some(x.clone());
+            }
+        }
+        let hidden = if capture.is_empty() {
+            None
+        } else {
+            let parts = captured
+                .into_iter()
+                .map(|p| {
+                    let p = p.ok_or_else(|| {
+                        ModelError::Internal("a captured layer was not run".into())
+                    })?;
+                    Ok(Tensor::from_vec(p, (l, h), &self.device)?)
+                })
+                .collect::<Result<Vec<_>, ModelError>>()?;
+            Some(Tensor::cat(&parts, 1)?)
+        };
+        let rows = match which {
+            None => return Ok((None, hidden)),
+            Some(Logits::Last) => &x[(l - 1) * h..],
+            Some(Logits::All) => &x[..],
+        };
+        let m = rows.len() / h;
+        let normed = ops::rms_norm(rows, h, &self.norm_f32, self.cfg.rms_norm_eps as f32);
+        let logits = self.lm_head.forward_f32(&normed, m)?;
+        let vocab = self.cfg.vocab_size;
+        Ok((
+            Some(Tensor::from_vec(logits, (m, vocab), &self.device)?),
+            hidden,
+        ))
+    }
+
+    fn forward_candle(
+        &self,
+        layers: &[Layer],
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        which: Logits,
+        capture: &[usize],
+    ) -> Result<(Tensor, Option<Tensor>), ModelError> {
+        let l = tokens.len();
+        let pos0 = cache.len();
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         let (cos, sin) = self.rope(pos0, l)?;
@@ -264,10 +429,9 @@ impl CausalLm {
             cfg: &self.cfg,
             cos: &cos,
             sin: &sin,
-            exact: self.exact,
         };
         let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in layers.iter().enumerate() {
             let store = cache
                 .layer_mut(i)
                 .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))?;
@@ -294,6 +458,21 @@ impl CausalLm {
 
     /// Final norm + lm_head of hidden rows `[m, hidden]` → f32 logits `[m, vocab]`.
     pub fn head(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        if self.exact {
+            let (m, h) = x.dims2()?;
+            let normed = ops::rms_norm(
+                &to_f32_vec(x)?,
+                h,
+                &self.norm_f32,
+                self.cfg.rms_norm_eps as f32,
+            );
+            let logits = self.lm_head.forward_f32(&normed, m)?;
+            return Ok(Tensor::from_vec(
+                logits,
+                (m, self.cfg.vocab_size),
+                &self.device,
+            )?);
+        }
         let x =
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.norm, self.cfg.rms_norm_eps as f32)?;
         self.lm_head_only(&x)
@@ -304,7 +483,7 @@ impl CausalLm {
     pub fn lm_head_only(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         Ok(self
             .lm_head
-            .forward(&x.contiguous()?, self.exact)?
+            .forward(&x.contiguous()?)?
             .to_dtype(DType::F32)?)
     }
 

@@ -4,7 +4,7 @@
 
 pub mod cache;
 pub mod config;
-pub mod kernels;
+pub mod exact;
 pub(crate) mod layers;
 pub mod lm;
 pub mod load;

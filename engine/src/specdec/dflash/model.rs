@@ -32,7 +32,6 @@ pub struct DFlashModel {
     norm: Tensor,
     layers: Vec<DLayer>,
     inv_freq: Vec<f32>,
-    exact: bool,
     dtype: DType,
     device: Device,
 }
@@ -124,7 +123,8 @@ impl DFlashModel {
                 missing.join(", ")
             )));
         }
-        let (device, dtype) = (target.device().clone(), target.dtype());
+        let (device, dtype) = (target.device().clone(), target.activation_dtype());
+        let exact = target.exact();
         let mut take = |name: &str, shape: &[usize]| -> Result<Tensor, ModelError> {
             let t = all
                 .remove(name)
@@ -148,7 +148,7 @@ impl DFlashModel {
             let s = shapes.get(&name).cloned().unwrap_or_default();
             take(&name, &s)
         };
-        let fc = Linear::from_weight(get("fc.weight".into())?)?;
+        let fc = Linear::from_weight(get("fc.weight".into())?, exact)?;
         let hidden_norm = get("hidden_norm.weight".into())?;
         let norm = get("norm.weight".into())?;
         let mut layers = Vec::new();
@@ -157,15 +157,15 @@ impl DFlashModel {
             layers.push(DLayer {
                 ln1: g("input_layernorm.weight")?,
                 ln2: g("post_attention_layernorm.weight")?,
-                q: Linear::from_weight(g("self_attn.q_proj.weight")?)?,
-                k: Linear::from_weight(g("self_attn.k_proj.weight")?)?,
-                v: Linear::from_weight(g("self_attn.v_proj.weight")?)?,
-                o: Linear::from_weight(g("self_attn.o_proj.weight")?)?,
+                q: Linear::from_weight(g("self_attn.q_proj.weight")?, exact)?,
+                k: Linear::from_weight(g("self_attn.k_proj.weight")?, exact)?,
+                v: Linear::from_weight(g("self_attn.v_proj.weight")?, exact)?,
+                o: Linear::from_weight(g("self_attn.o_proj.weight")?, exact)?,
                 q_norm: g("self_attn.q_norm.weight")?,
                 k_norm: g("self_attn.k_norm.weight")?,
-                gate: Linear::from_weight(g("mlp.gate_proj.weight")?)?,
-                up: Linear::from_weight(g("mlp.up_proj.weight")?)?,
-                down: Linear::from_weight(g("mlp.down_proj.weight")?)?,
+                gate: Linear::from_weight(g("mlp.gate_proj.weight")?, exact)?,
+                up: Linear::from_weight(g("mlp.up_proj.weight")?, exact)?,
+                down: Linear::from_weight(g("mlp.down_proj.weight")?, exact)?,
             });
         }
         Ok(DFlashModel {
@@ -175,7 +175,6 @@ impl DFlashModel {
             hidden_norm,
             norm,
             layers,
-            exact: target.exact(),
             dtype,
             device,
         })
@@ -227,22 +226,17 @@ impl DFlashModel {
         }
         let hidden = hidden.to_dtype(self.dtype)?;
         let c = rms(
-            &self.fc.forward(&hidden, self.exact)?,
+            &self.fc.forward(&hidden)?,
             &self.hidden_norm,
             m.rms_norm_eps,
         )?;
         let cs = self.rope(ctx.len, n)?;
         let fresh = ctx.k.is_empty();
         for (i, layer) in self.layers.iter().enumerate() {
-            let k = self.qk(
-                &layer.k.forward(&c, self.exact)?,
-                m.num_kv_heads,
-                &layer.k_norm,
-                &cs,
-            )?;
+            let k = self.qk(&layer.k.forward(&c)?, m.num_kv_heads, &layer.k_norm, &cs)?;
             let v = layer
                 .v
-                .forward(&c, self.exact)?
+                .forward(&c)?
                 .reshape((n, m.num_kv_heads, m.head_dim))?;
             if fresh {
                 ctx.k.push(k);
@@ -281,18 +275,16 @@ impl DFlashModel {
         let mut x = target.embed(block)?.to_dtype(self.dtype)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let h = rms(&x, &layer.ln1, eps)?;
-            let q = self.qk(&layer.q.forward(&h, self.exact)?, nh, &layer.q_norm, &cs)?;
-            let kb = self.qk(&layer.k.forward(&h, self.exact)?, nkv, &layer.k_norm, &cs)?;
-            let vb = layer.v.forward(&h, self.exact)?.reshape((b, nkv, hd))?;
+            let q = self.qk(&layer.q.forward(&h)?, nh, &layer.q_norm, &cs)?;
+            let kb = self.qk(&layer.k.forward(&h)?, nkv, &layer.k_norm, &cs)?;
+            let vb = layer.v.forward(&h)?.reshape((b, nkv, hd))?;
             let k = Tensor::cat(&[&ctx.k[i], &kb], 0)?;
             let v = Tensor::cat(&[&ctx.v[i], &vb], 0)?;
             let attn = full_attention(&q, &k, &v)?.reshape((b, nh * hd))?;
-            x = (x + layer.o.forward(&attn, self.exact)?)?;
+            x = (x + layer.o.forward(&attn)?)?;
             let h = rms(&x, &layer.ln2, eps)?;
-            let g = candle_nn::ops::silu(&layer.gate.forward(&h, self.exact)?)?;
-            let mlp = layer
-                .down
-                .forward(&(g * layer.up.forward(&h, self.exact)?)?, self.exact)?;
+            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+            let mlp = layer.down.forward(&(g * layer.up.forward(&h)?)?)?;
             x = (x + mlp)?;
         }
         let x = rms(&x.narrow(0, 1, b - 1)?, &self.norm, eps)?;

@@ -1,0 +1,289 @@
+//! The batch-invariant matrix multiply `y[m, n] = x[m, k] · Wᵀ` on packed weights.
+//!
+//! Every output element is one fused multiply-add chain over `k` in index order, starting
+//! from zero: `acc = fma(x[k], w[k], acc)`. Nothing else touches it — not the number of
+//! rows `m`, not how rows are grouped into register tiles, not how the depth is split into
+//! cache blocks (a partial sum is stored as the very f32 the next block continues from), not
+//! which thread ran it, and not the instruction set (an FMA is exactly rounded everywhere).
+//! So a block of L rows gives the same bits as L single-row calls, which is what makes
+//! speculative decoding lossless to the last bit, and the same bits on AVX-512, AVX2 and
+//! NEON.
+//!
+//! Speed comes from the layout, not from reordering: a panel of [`NR`] outputs streams
+//! front to back; decode (`m = 1`) runs several panels at once so both cores stream weights
+//! at memory speed; blocks and prefill run register tiles of up to a dozen rows, so one load
+//! of a weight feeds that many FMAs and a verify block costs little more than one step.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::elem::Elem;
+use super::pack::{NR, Packed};
+
+/// Depth per pass over a register tile: the tile's slice of a panel (`KC × NR` weights)
+/// stays in L1/L2 while every row tile of the block reads it.
+const KC: usize = 256;
+
+/// Which compiled copy of the kernels runs. All give identical bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    /// Plain Rust (NEON on aarch64, where FMA is baseline).
+    Portable,
+}
+
+/// The best copy this CPU runs; `KAKEYA_EXACT_ISA=portable|avx2|avx512` forces one (for
+/// tests proving the copies agree; an unsupported request falls back to detection).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let forced = std::env::var("KAKEYA_EXACT_ISA").ok();
+        let detected = detect();
+        match forced.as_deref() {
+            Some("portable") => Isa::Portable,
+            Some("avx2") if detected != Isa::Portable => Isa::Avx2,
+            _ => detected,
+        }
+    })
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// Runs of rows in one register tile, largest first, for each instruction set.
+fn tile_rows(isa: Isa) -> &'static [usize] {
+    match isa {
+        Isa::Avx512 => &[12, 4, 2, 1],
+        Isa::Avx2 | Isa::Portable => &[2, 1],
+    }
+}
+
+/// `y[m, n] = x[m, k] · Wᵀ` on the best instruction set.
+pub fn matmul<E: Elem>(x: &[f32], m: usize, w: &Packed<E>) -> Vec<f32> {
+    matmul_on(isa(), x, m, w)
+}
+
+/// [`matmul`] on a chosen instruction set (falls back to portable if this CPU lacks it).
+pub fn matmul_on<E: Elem>(isa: Isa, x: &[f32], m: usize, w: &Packed<E>) -> Vec<f32> {
+    let isa = if isa == Isa::Portable || detect() == Isa::Portable {
+        Isa::Portable
+    } else if isa == Isa::Avx512 && detect() != Isa::Avx512 {
+        Isa::Avx2
+    } else {
+        isa
+    };
+    let (k, n) = (w.k, w.n);
+    assert_eq!(x.len(), m * k, "matmul: x is not [m, k]");
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
+    let panels = w.panels();
+    let tiles = plan_tiles(m, tile_rows(isa));
+    let packed_x = if m == 1 {
+        None
+    } else {
+        Some(pack_rows(x, k, &tiles))
+    };
+    let xs = packed_x.as_deref().unwrap_or(x);
+    let per_task = panels_per_task(m, panels);
+    let mut out = vec![0.0f32; panels * m * NR];
+    out.par_chunks_mut(per_task * m * NR)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            let job = Job {
+                x: xs,
+                m,
+                k,
+                first_panel: t * per_task,
+                tiles: &tiles,
+            };
+            run(isa, &job, w, chunk);
+        });
+    if m == 1 {
+        out.truncate(n);
+        return out;
+    }
+    let mut y = vec![0.0f32; m * n];
+    for p in 0..panels {
+        let live = (n - p * NR).min(NR);
+        for i in 0..m {
+            let src = &out[(p * m + i) * NR..(p * m + i) * NR + live];
+            y[i * n + p * NR..i * n + p * NR + live].copy_from_slice(src);
+        }
+    }
+    y
+}
+
+/// Enough panels per task to amortise scheduling, few enough that both threads stay busy.
+fn panels_per_task(m: usize, panels: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let tasks = if m == 1 { threads * 2 } else { threads * 4 };
+    panels.div_ceil(tasks).max(1)
+}
+
+/// `(first row, rows)` of each register tile: greedy over the allowed sizes.
+fn plan_tiles(m: usize, sizes: &[usize]) -> Vec<(usize, usize)> {
+    let mut tiles = Vec::new();
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = sizes.iter().copied().find(|&s| s <= m - r0).unwrap_or(1);
+        tiles.push((r0, rows));
+        r0 += rows;
+    }
+    tiles
+}
+
+/// Each tile's rows interleaved depth-major (`[k][rows]`) at offset `r0 · k`, so a tile
+/// reads its inputs as one stream.
+fn pack_rows(x: &[f32], k: usize, tiles: &[(usize, usize)]) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    for &(r0, rows) in tiles {
+        let dst = &mut out[r0 * k..(r0 + rows) * k];
+        for r in 0..rows {
+            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
+            for (kk, v) in src.iter().enumerate() {
+                dst[kk * rows + r] = *v;
+            }
+        }
+    }
+    out
+}
+
+struct Job<'a> {
+    x: &'a [f32],
+    m: usize,
+    k: usize,
+    first_panel: usize,
+    tiles: &'a [(usize, usize)],
+}
+
+fn run<E: Elem>(isa: Isa, job: &Job, w: &Packed<E>, out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `matmul_on` picks Avx512/Avx2 only after detecting those features.
+        Isa::Avx512 => unsafe { run_avx512(job, w, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { run_avx2(job, w, out) },
+        _ => run_body::<E, 2>(job, w, out),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn run_avx512<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
+    run_body::<E, 4>(job, w, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_avx2<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
+    run_body::<E, 2>(job, w, out)
+}
+
+/// One task: its panels, every row tile. `P` panels run side by side in decode.
+#[inline(always)]
+fn run_body<E: Elem, const P: usize>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
+    let (m, k) = (job.m, job.k);
+    let count = out.len() / (m * NR);
+    if m == 1 {
+        let mut p = 0;
+        while p + P <= count {
+            let panels: [&[E]; P] = std::array::from_fn(|i| w.panel(job.first_panel + p + i));
+            row_panels::<E, P>(job.x, panels, &mut out[p * NR..(p + P) * NR]);
+            p += P;
+        }
+        for q in p..count {
+            let panel = [w.panel(job.first_panel + q)];
+            row_panels::<E, 1>(job.x, panel, &mut out[q * NR..(q + 1) * NR]);
+        }
+        return;
+    }
+    for (p, o) in out.chunks_exact_mut(m * NR).enumerate() {
+        let panel = w.panel(job.first_panel + p);
+        let mut kb = 0;
+        while kb < k {
+            let ke = (kb + KC).min(k);
+            for &(r0, rows) in job.tiles {
+                let x = &job.x[r0 * k..(r0 + rows) * k];
+                let o = &mut o[r0 * NR..(r0 + rows) * NR];
+                let d = Depth { from: kb, to: ke };
+                match rows {
+                    12 => tile::<E, 12>(x, panel, d, o),
+                    4 => tile::<E, 4>(x, panel, d, o),
+                    2 => tile::<E, 2>(x, panel, d, o),
+                    _ => tile::<E, 1>(x, panel, d, o),
+                }
+            }
+            kb = ke;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Depth {
+    from: usize,
+    to: usize,
+}
+
+/// One row against `P` panels over the whole depth: `P · NR` independent FMA chains.
+#[inline(always)]
+fn row_panels<E: Elem, const P: usize>(x: &[f32], panels: [&[E]; P], out: &mut [f32]) {
+    let mut acc = [[0.0f32; NR]; P];
+    let rows: [&[[E; NR]]; P] = std::array::from_fn(|i| panels[i].as_chunks::<NR>().0);
+    for (kk, &a) in x.iter().enumerate() {
+        for p in 0..P {
+            let wr = &rows[p][kk];
+            for j in 0..NR {
+                acc[p][j] = a.mul_add(wr[j].widen(), acc[p][j]);
+            }
+        }
+    }
+    for (p, o) in out.chunks_exact_mut(NR).enumerate() {
+        o.copy_from_slice(&acc[p]);
+    }
+}
+
+/// `R` rows (inputs packed `[k][R]`) against one panel over `depth`, continuing the chains
+/// stored in `out` (`[R][NR]`) unless the depth starts at zero.
+#[inline(always)]
+fn tile<E: Elem, const R: usize>(x: &[f32], panel: &[E], depth: Depth, out: &mut [f32]) {
+    let mut acc = [[0.0f32; NR]; R];
+    if depth.from > 0 {
+        for (r, o) in out.chunks_exact(NR).enumerate() {
+            acc[r].copy_from_slice(o);
+        }
+    }
+    let xs = x[depth.from * R..depth.to * R].as_chunks::<R>().0;
+    let ws = panel[depth.from * NR..depth.to * NR].as_chunks::<NR>().0;
+    for (xr, wr) in xs.iter().zip(ws) {
+        let mut wv = [0.0f32; NR];
+        for j in 0..NR {
+            wv[j] = wr[j].widen();
+        }
+        for r in 0..R {
+            let a = xr[r];
+            for j in 0..NR {
+                acc[r][j] = a.mul_add(wv[j], acc[r][j]);
+            }
+        }
+    }
+    for (r, o) in out.chunks_exact_mut(NR).enumerate() {
+        o.copy_from_slice(&acc[r]);
+    }
+}
