@@ -313,7 +313,13 @@ impl CausalLm {
             )));
         }
         match &self.layers {
-            Stack::Exact(layers) => self.forward_chunked(layers, tokens, cache, which, capture),
+            // The whole forward runs on one of rayon's workers: each kernel's parallel loop
+            // then forks from inside the pool (a deque push the other worker steals while
+            // still spinning) instead of every one of the ~5 calls per layer waking the pool
+            // from outside and putting this thread to sleep until it is done.
+            Stack::Exact(layers) => {
+                rayon::scope(|_| self.forward_chunked(layers, tokens, cache, which, capture))
+            }
             Stack::Candle(layers) => self.forward_candle(layers, tokens, cache, which, capture),
         }
     }

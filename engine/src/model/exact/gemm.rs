@@ -10,9 +10,10 @@
 //! NEON.
 //!
 //! Speed comes from the layout, not from reordering: a panel of [`NR`] outputs streams
-//! front to back; decode (`m = 1`) runs several panels at once so both cores stream weights
-//! at memory speed; blocks and prefill run register tiles of up to a dozen rows, so one load
-//! of a weight feeds that many FMAs and a verify block costs little more than one step.
+//! front to back; decode (`m = 1`) walks two panels at a time per core and both cores split
+//! the panels, so the weights stream at memory speed; blocks and prefill run register tiles
+//! of up to a dozen rows, so one load of a weight feeds that many FMAs and a verify block
+//! costs little more than one step.
 
 use std::sync::OnceLock;
 
@@ -133,7 +134,9 @@ pub fn matmul_on<E: Elem>(isa: Isa, x: &[f32], m: usize, w: &Packed<E>) -> Vec<f
 fn panels_per_task(m: usize, panels: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let tasks = if m == 1 { threads * 2 } else { threads * 4 };
-    panels.div_ceil(tasks).max(1)
+    let per = panels.div_ceil(tasks).max(1);
+    // Decode walks panels in pairs.
+    if m == 1 { per + per % 2 } else { per }
 }
 
 /// `(first row, rows)` of each register tile: greedy over the allowed sizes.
@@ -180,37 +183,46 @@ fn run<E: Elem>(isa: Isa, job: &Job, w: &Packed<E>, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { run_avx2(job, w, out) },
-        _ => run_body::<E, 2>(job, w, out),
+        _ => run_body::<E>(job, w, out),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 fn run_avx512<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
-    run_body::<E, 4>(job, w, out)
+    run_body::<E>(job, w, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn run_avx2<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
-    run_body::<E, 2>(job, w, out)
+    run_body::<E>(job, w, out)
 }
 
-/// One task: its panels, every row tile. `P` panels run side by side in decode.
+/// One task: its panels, every row tile. Decode (one row) walks two panels at a time: two
+/// weight streams per core keep more memory requests in flight than one.
 #[inline(always)]
-fn run_body<E: Elem, const P: usize>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
+fn run_body<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
     let (m, k) = (job.m, job.k);
-    let count = out.len() / (m * NR);
     if m == 1 {
+        let count = out.len() / NR;
         let mut p = 0;
-        while p + P <= count {
-            let panels: [&[E]; P] = std::array::from_fn(|i| w.panel(job.first_panel + p + i));
-            row_panels::<E, P>(job.x, panels, &mut out[p * NR..(p + P) * NR]);
-            p += P;
+        while p + 2 <= count {
+            let (a, b) = (
+                w.panel(job.first_panel + p),
+                w.panel(job.first_panel + p + 1),
+            );
+            row_pair(job.x, a, b, &mut out[p * NR..(p + 2) * NR]);
+            p += 2;
         }
-        for q in p..count {
-            let panel = [w.panel(job.first_panel + q)];
-            row_panels::<E, 1>(job.x, panel, &mut out[q * NR..(q + 1) * NR]);
+        if p < count {
+            let d = Depth { from: 0, to: k };
+            tile::<E, 1>(
+                job.x,
+                w.panel(job.first_panel + p),
+                d,
+                &mut out[p * NR..(p + 1) * NR],
+            );
         }
         return;
     }
@@ -241,22 +253,22 @@ struct Depth {
     to: usize,
 }
 
-/// One row against `P` panels over the whole depth: `P · NR` independent FMA chains.
+/// One row against two panels: two weight streams and four FMA chains per 16 outputs.
 #[inline(always)]
-fn row_panels<E: Elem, const P: usize>(x: &[f32], panels: [&[E]; P], out: &mut [f32]) {
-    let mut acc = [[0.0f32; NR]; P];
-    let rows: [&[[E; NR]]; P] = std::array::from_fn(|i| panels[i].as_chunks::<NR>().0);
-    for (kk, &a) in x.iter().enumerate() {
-        for p in 0..P {
-            let wr = &rows[p][kk];
-            for j in 0..NR {
-                acc[p][j] = a.mul_add(wr[j].widen(), acc[p][j]);
-            }
+fn row_pair<E: Elem>(x: &[f32], a: &[E], b: &[E], out: &mut [f32]) {
+    let mut acc_a = [0.0f32; NR];
+    let mut acc_b = [0.0f32; NR];
+    let (wa, wb) = (a.as_chunks::<NR>().0, b.as_chunks::<NR>().0);
+    for ((xv, ra), rb) in x.iter().zip(wa).zip(wb) {
+        for j in 0..NR {
+            acc_a[j] = xv.mul_add(ra[j].widen(), acc_a[j]);
+        }
+        for j in 0..NR {
+            acc_b[j] = xv.mul_add(rb[j].widen(), acc_b[j]);
         }
     }
-    for (p, o) in out.chunks_exact_mut(NR).enumerate() {
-        o.copy_from_slice(&acc[p]);
-    }
+    out[..NR].copy_from_slice(&acc_a);
+    out[NR..2 * NR].copy_from_slice(&acc_b);
 }
 
 /// `R` rows (inputs packed `[k][R]`) against one panel over `depth`, continuing the chains

@@ -3,6 +3,11 @@
 //! not depend on how many rows a call holds. Plain multiply-then-add (never a fused
 //! multiply-add) keeps them identical on every CPU without run-time dispatch.
 
+use rayon::prelude::*;
+
+/// Rows per parallel task in the row-wise operations (decode runs them inline).
+const ROWS_PER_TASK: usize = 16;
+
 /// Independent partial sums in a row reduction.
 const LANES: usize = 16;
 
@@ -36,11 +41,24 @@ pub(crate) fn tree(mut acc: [f32; LANES]) -> f32 {
 /// RMS-normalise each `d`-wide row of `x` and scale by `w`.
 pub fn rms_norm(x: &[f32], d: usize, w: &[f32], eps: f32) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let inv = 1.0 / (sum_squares(row) / d as f32 + eps).sqrt();
-        for ((o, v), g) in o.iter_mut().zip(row).zip(w) {
-            *o = v * inv * g;
+    if d == 0 {
+        return out;
+    }
+    let rows = |(x, out): (&[f32], &mut [f32])| {
+        for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let inv = 1.0 / (sum_squares(row) / d as f32 + eps).sqrt();
+            for ((o, v), g) in o.iter_mut().zip(row).zip(w) {
+                *o = v * inv * g;
+            }
         }
+    };
+    let chunk = d * ROWS_PER_TASK;
+    if x.len() <= chunk {
+        rows((x, &mut out));
+    } else {
+        x.par_chunks(chunk)
+            .zip(out.par_chunks_mut(chunk))
+            .for_each(rows);
     }
     out
 }
@@ -73,10 +91,25 @@ pub fn rope(x: &mut [f32], l: usize, hd: usize, cos: &[f32], sin: &[f32]) {
 /// `silu(gate) · up` for rows laid out `[gate (width) | up (width)]`.
 pub fn swiglu(gate_up: &[f32], width: usize) -> Vec<f32> {
     let rows = gate_up.len() / (2 * width).max(1);
-    let mut out = Vec::with_capacity(rows * width);
-    for row in gate_up.chunks_exact(2 * width) {
-        let (g, u) = row.split_at(width);
-        out.extend(g.iter().zip(u).map(|(g, u)| g / (1.0 + (-g).exp()) * u));
+    let mut out = vec![0.0f32; rows * width];
+    if width == 0 {
+        return out;
+    }
+    let body = |(gu, out): (&[f32], &mut [f32])| {
+        for (row, o) in gu.chunks_exact(2 * width).zip(out.chunks_exact_mut(width)) {
+            let (g, u) = row.split_at(width);
+            for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        }
+    };
+    if rows <= ROWS_PER_TASK {
+        body((gate_up, &mut out));
+    } else {
+        gate_up
+            .par_chunks(2 * width * ROWS_PER_TASK)
+            .zip(out.par_chunks_mut(width * ROWS_PER_TASK))
+            .for_each(body);
     }
     out
 }
