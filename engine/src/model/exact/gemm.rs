@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::elem::Elem;
+use super::elem::{COPY_AVX2, COPY_AVX512, COPY_PORTABLE, Elem};
 use super::pack::{NR, Packed};
 
 /// Depth per pass over a register tile: the tile's slice of a panel (`KC × NR` weights)
@@ -183,26 +183,26 @@ fn run<E: Elem>(isa: Isa, job: &Job, w: &Packed<E>, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { run_avx2(job, w, out) },
-        _ => run_body::<E>(job, w, out),
+        _ => run_body::<E, COPY_PORTABLE>(job, w, out),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 fn run_avx512<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
-    run_body::<E>(job, w, out)
+    run_body::<E, COPY_AVX512>(job, w, out)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn run_avx2<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
-    run_body::<E>(job, w, out)
+    run_body::<E, COPY_AVX2>(job, w, out)
 }
 
 /// One task: its panels, every row tile. Decode (one row) walks two panels at a time: two
 /// weight streams per core keep more memory requests in flight than one.
 #[inline(always)]
-fn run_body<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
+fn run_body<E: Elem, const COPY: u8>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
     let (m, k) = (job.m, job.k);
     if m == 1 {
         let count = out.len() / NR;
@@ -212,12 +212,12 @@ fn run_body<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
                 w.panel(job.first_panel + p),
                 w.panel(job.first_panel + p + 1),
             );
-            row_pair(job.x, a, b, &mut out[p * NR..(p + 2) * NR]);
+            row_pair::<E, COPY>(job.x, a, b, &mut out[p * NR..(p + 2) * NR]);
             p += 2;
         }
         if p < count {
             let d = Depth { from: 0, to: k };
-            tile::<E, 1>(
+            tile::<E, 1, COPY>(
                 job.x,
                 w.panel(job.first_panel + p),
                 d,
@@ -236,10 +236,10 @@ fn run_body<E: Elem>(job: &Job, w: &Packed<E>, out: &mut [f32]) {
                 let o = &mut o[r0 * NR..(r0 + rows) * NR];
                 let d = Depth { from: kb, to: ke };
                 match rows {
-                    12 => tile::<E, 12>(x, panel, d, o),
-                    4 => tile::<E, 4>(x, panel, d, o),
-                    2 => tile::<E, 2>(x, panel, d, o),
-                    _ => tile::<E, 1>(x, panel, d, o),
+                    12 => tile::<E, 12, COPY>(x, panel, d, o),
+                    4 => tile::<E, 4, COPY>(x, panel, d, o),
+                    2 => tile::<E, 2, COPY>(x, panel, d, o),
+                    _ => tile::<E, 1, COPY>(x, panel, d, o),
                 }
             }
             kb = ke;
@@ -255,16 +255,17 @@ struct Depth {
 
 /// One row against two panels: two weight streams and four FMA chains per 16 outputs.
 #[inline(always)]
-fn row_pair<E: Elem>(x: &[f32], a: &[E], b: &[E], out: &mut [f32]) {
+fn row_pair<E: Elem, const COPY: u8>(x: &[f32], a: &[E], b: &[E], out: &mut [f32]) {
     let mut acc_a = [0.0f32; NR];
     let mut acc_b = [0.0f32; NR];
     let (wa, wb) = (a.as_chunks::<NR>().0, b.as_chunks::<NR>().0);
     for ((xv, ra), rb) in x.iter().zip(wa).zip(wb) {
+        let (va, vb) = (E::widen_row::<COPY>(ra), E::widen_row::<COPY>(rb));
         for j in 0..NR {
-            acc_a[j] = xv.mul_add(ra[j].widen(), acc_a[j]);
+            acc_a[j] = xv.mul_add(va[j], acc_a[j]);
         }
         for j in 0..NR {
-            acc_b[j] = xv.mul_add(rb[j].widen(), acc_b[j]);
+            acc_b[j] = xv.mul_add(vb[j], acc_b[j]);
         }
     }
     out[..NR].copy_from_slice(&acc_a);
@@ -274,7 +275,12 @@ fn row_pair<E: Elem>(x: &[f32], a: &[E], b: &[E], out: &mut [f32]) {
 /// `R` rows (inputs packed `[k][R]`) against one panel over `depth`, continuing the chains
 /// stored in `out` (`[R][NR]`) unless the depth starts at zero.
 #[inline(always)]
-fn tile<E: Elem, const R: usize>(x: &[f32], panel: &[E], depth: Depth, out: &mut [f32]) {
+fn tile<E: Elem, const R: usize, const COPY: u8>(
+    x: &[f32],
+    panel: &[E],
+    depth: Depth,
+    out: &mut [f32],
+) {
     let mut acc = [[0.0f32; NR]; R];
     if depth.from > 0 {
         for (r, o) in out.chunks_exact(NR).enumerate() {
@@ -284,10 +290,7 @@ fn tile<E: Elem, const R: usize>(x: &[f32], panel: &[E], depth: Depth, out: &mut
     let xs = x[depth.from * R..depth.to * R].as_chunks::<R>().0;
     let ws = panel[depth.from * NR..depth.to * NR].as_chunks::<NR>().0;
     for (xr, wr) in xs.iter().zip(ws) {
-        let mut wv = [0.0f32; NR];
-        for j in 0..NR {
-            wv[j] = wr[j].widen();
-        }
+        let wv = E::widen_row::<COPY>(wr);
         for r in 0..R {
             let a = xr[r];
             for j in 0..NR {
