@@ -2,35 +2,14 @@
 //! bench acceptance` through the binary: reports the evidence gate passes (and a tampered
 //! one it fails), prompt files in all four JSONL shapes, and an SVG plot that parses.
 
+mod common;
+
+use common::cli::{gate, kakeya, read};
+
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-
-fn kakeya(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kakeya"))
-        .args(args)
-        .output()
-        .expect("run kakeya");
-    assert!(
-        out.status.success(),
-        "kakeya {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn gate(path: &Path) -> Vec<String> {
-    evidence_gate::check_report_file(path)
-        .violations
-        .into_iter()
-        .map(|v| format!("{}: {}", v.code, v.message))
-        .collect()
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 /// Elements of a (simple, attribute-quoted) XML document, checking that tags nest.
 fn svg_elements(s: &str) -> Vec<(String, String)> {

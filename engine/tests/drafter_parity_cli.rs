@@ -4,39 +4,11 @@
 //! trip; the gate passes sound reports and refuses tampered ones; the DFlash drafter (target +
 //! checkpoint) is exact between cached and recomputed contexts.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::cli::{gate, kakeya, read, run};
 
 use serde_json::Value;
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kakeya"))
-        .args(args)
-        .output()
-        .expect("run kakeya")
-}
-
-fn kakeya(args: &[&str]) -> std::process::Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "kakeya {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn gate(path: &Path) -> Vec<String> {
-    evidence_gate::check_report_file(path)
-        .violations
-        .into_iter()
-        .map(|v| format!("{}: {}", v.code, v.message))
-        .collect()
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 #[test]
 fn exact_configs_agree_and_a_perturbed_drafter_does_not() {

@@ -2,34 +2,16 @@
 //! the raw cache up to 2 048 tokens, the report passes the gate (and a tampered one does
 //! not), the heatmaps are valid SVG, and chunked prefill equals one-shot prefill.
 
-use std::path::Path;
+mod common;
+
+use common::cli::{gate, kakeya};
+
 use std::process::Command;
 
 use kakeya_engine::eval::niah;
 use kakeya_engine::model::{CausalLm, KernelChoice, KvChannel, LoadOptions};
 use kakeya_engine::tiny::retrieval::{RetrievalSpec, write_retrieval};
 use serde_json::Value;
-
-fn kakeya(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kakeya"))
-        .args(args)
-        .output()
-        .expect("run kakeya");
-    assert!(
-        out.status.success(),
-        "kakeya {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn gate(path: &Path) -> Vec<String> {
-    evidence_gate::check_report_file(path)
-        .violations
-        .into_iter()
-        .map(|v| format!("{}: {}", v.code, v.message))
-        .collect()
-}
 
 /// Well-formed enough to be an SVG: XML prolog, one `<svg>` root closed at the end, every
 /// element closed in order.

@@ -2,29 +2,11 @@
 //! generate --json, spec-decode --out and kv-quant-eval reports that the evidence gate
 //! passes, and a tampered report that it fails.
 
-use std::path::Path;
+mod common;
+
+use common::cli::{gate, kakeya};
+
 use std::process::Command;
-
-fn kakeya(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kakeya"))
-        .args(args)
-        .output()
-        .expect("run kakeya");
-    assert!(
-        out.status.success(),
-        "kakeya {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn gate(path: &Path) -> Vec<String> {
-    evidence_gate::check_report_file(path)
-        .violations
-        .into_iter()
-        .map(|v| format!("{}: {}", v.code, v.message))
-        .collect()
-}
 
 #[test]
 fn tiny_models_generate_spec_decode_and_gate() {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use kakeya_engine::model::{Arch, CausalLm, LoadOptions};
 use kakeya_engine::tiny::{self, DraftSpec, TinySpec};
 
+pub mod cli;
+
 pub fn spec(arch: Arch, seed: u64) -> TinySpec {
     let mut s = TinySpec::new(arch, seed);
     s.layers = 2;
