@@ -392,22 +392,13 @@ fn ngram_drafter_is_lossless_for_greedy() {
         &[],
     );
     // A repetitive prompt gives prompt lookup something to find.
-    let ask = |drafter: &str| {
-        let body = json!({"model": "q", "prompt": "the cache stores the next word. the cache stores the next word. the cache",
-                          "max_tokens": 48, "temperature": 0, "kakeya": {"drafter": drafter, "ignore_eos": true}});
-        let r = s.post_json("/v1/completions", &body);
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
-    };
-    let (spec, plain) = (ask("ngram"), ask("none"));
-    assert_eq!(spec["choices"][0]["text"], plain["choices"][0]["text"]);
-    assert_eq!(spec["x_kakeya"]["drafter"], "ngram");
-    assert!(
-        spec["x_kakeya"]["drafted_tokens"].as_u64().unwrap_or(0) > 0,
-        "{spec}"
+    let prompt = "the cache stores the next word. the cache stores the next word. the cache";
+    let plain = assert_drafter_lossless(&s, "ngram", prompt, 48);
+    let stream = s.post_json(
+        "/v1/completions",
+        &json!({"model": "q", "prompt": prompt,
+        "max_tokens": 48, "temperature": 0, "stream": true, "kakeya": {"ignore_eos": true}}),
     );
-    let stream = s.post_json("/v1/completions", &json!({"model": "q", "prompt": "the cache stores the next word. the cache stores the next word. the cache",
-        "max_tokens": 48, "temperature": 0, "stream": true, "kakeya": {"ignore_eos": true}}));
     let text: String = sse_data(&stream.text())
         .iter()
         .filter(|d| d.as_str() != "[DONE]")
@@ -453,18 +444,25 @@ fn dflash_drafter_is_lossless_for_greedy() {
         ],
         &[],
     );
-    let ask = |drafter: &str| {
-        let body = json!({"model": "q", "prompt": "the cache stores the next word",
-                          "max_tokens": 24, "temperature": 0, "kakeya": {"drafter": drafter, "ignore_eos": true}});
+    assert_drafter_lossless(&s, "dflash", "the cache stores the next word", 24);
+}
+
+/// Greedy completions with `drafter` and with none give the same text, and the drafter did
+/// draft; returns the plain reply.
+fn assert_drafter_lossless(s: &Server, drafter: &str, prompt: &str, max_tokens: u64) -> Value {
+    let ask = |d: &str| {
+        let body = json!({"model": "q", "prompt": prompt, "max_tokens": max_tokens,
+                          "temperature": 0, "kakeya": {"drafter": d, "ignore_eos": true}});
         let r = s.post_json("/v1/completions", &body);
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     };
-    let (spec, plain) = (ask("dflash"), ask("none"));
+    let (spec, plain) = (ask(drafter), ask("none"));
     assert_eq!(spec["choices"][0]["text"], plain["choices"][0]["text"]);
-    assert_eq!(spec["x_kakeya"]["drafter"], "dflash");
+    assert_eq!(spec["x_kakeya"]["drafter"], drafter);
     assert!(
         spec["x_kakeya"]["drafted_tokens"].as_u64().unwrap_or(0) > 0,
         "{spec}"
     );
+    plain
 }
