@@ -24,60 +24,70 @@ pub struct AttnShape {
 }
 
 /// `q` is `[l, heads, hd]`, `k`/`v` are `[t, kv_heads, hd]` (token-major, as the cache keeps
-/// them); returns `[l, heads, hd]`.
+/// them); returns `[l, heads, hd]`. One task per (query, KV head): the query heads that share
+/// a KV head read each K and V row once between them.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, scale: f32) -> Vec<f32> {
     let isa = super::gemm::isa();
     let hd = s.head_dim;
     let mut out = vec![0.0f32; s.l * s.heads * hd];
-    if hd == 0 {
+    let kv_heads = s.kv_heads.max(1);
+    let rep = (s.heads / kv_heads).max(1);
+    if hd == 0 || s.heads == 0 {
         return out;
     }
-    out.par_chunks_mut(hd).enumerate().for_each_init(
+    out.par_chunks_mut(rep * hd).enumerate().for_each_init(
         Vec::new,
         |scores: &mut Vec<f32>, (idx, o)| {
-            let one = One {
-                q: &q[idx * hd..(idx + 1) * hd],
+            let query = idx / kv_heads;
+            let group = idx % kv_heads;
+            let first = (query * s.heads + group * rep) * hd;
+            let one = Group {
+                q: &q[first..first + rep * hd],
                 k,
                 v,
                 s,
-                query: idx / s.heads,
-                head: idx % s.heads,
+                rep,
+                query,
+                group,
                 scale,
             };
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `isa()` reports Avx512/Avx2 only when the CPU has them and FMA.
-                Isa::Avx512 => unsafe { head_avx512(&one, scores, o) },
+                Isa::Avx512 => unsafe { group_avx512(&one, scores, o) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx2 => unsafe { head_avx2(&one, scores, o) },
-                _ => head(&one, scores, o),
+                Isa::Avx2 => unsafe { group_avx2(&one, scores, o) },
+                _ => group_heads(&one, scores, o),
             }
         },
     );
     out
 }
 
-struct One<'a> {
+/// The query heads of one query that share one KV head.
+struct Group<'a> {
+    /// `[rep, hd]`.
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
     s: AttnShape,
+    rep: usize,
     query: usize,
-    head: usize,
+    group: usize,
     scale: f32,
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-fn head_avx512(one: &One, scores: &mut Vec<f32>, o: &mut [f32]) {
-    head(one, scores, o)
+fn group_avx512(g: &Group, scores: &mut Vec<f32>, o: &mut [f32]) {
+    group_heads(g, scores, o)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn head_avx2(one: &One, scores: &mut Vec<f32>, o: &mut [f32]) {
-    head(one, scores, o)
+fn group_avx2(g: &Group, scores: &mut Vec<f32>, o: &mut [f32]) {
+    group_heads(g, scores, o)
 }
 
 #[inline(always)]
@@ -96,35 +106,58 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     tree(acc)
 }
 
+/// Per head, in token order: scores, their max, exp and sum, then the weighted values.
+/// Heads are interleaved per token only to share the K/V loads; each head's own sequence of
+/// operations is the same as if it ran alone.
 #[inline(always)]
-fn head(one: &One, scores: &mut Vec<f32>, o: &mut [f32]) {
-    let s = one.s;
+fn group_heads(g: &Group, scores: &mut Vec<f32>, o: &mut [f32]) {
+    let s = g.s;
     let hd = s.head_dim;
-    let group = one.head / (s.heads / s.kv_heads.max(1)).max(1);
-    let upto = s.t - s.l + one.query + 1;
-    let stride = s.kv_heads * hd;
+    let upto = s.t - s.l + g.query + 1;
+    let stride = s.kv_heads.max(1) * hd;
+    let base = g.group * hd;
     scores.clear();
-    let mut max = f32::NEG_INFINITY;
-    for tok in 0..upto {
-        let off = tok * stride + group * hd;
-        let sc = dot(one.q, &one.k[off..off + hd]) * one.scale;
-        max = max.max(sc);
-        scores.push(sc);
-    }
-    let mut sum = 0.0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        sum += *sc;
-    }
-    o.fill(0.0);
-    for (tok, p) in scores.iter().enumerate() {
-        let off = tok * stride + group * hd;
-        for (od, vd) in o.iter_mut().zip(&one.v[off..off + hd]) {
-            *od = p.mul_add(*vd, *od);
+    scores.resize(g.rep * upto, 0.0);
+    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
+    let mut sums = [0.0f32; MAX_GROUP];
+    // Groups wider than MAX_GROUP heads (no real model has one) run in slices.
+    for r0 in (0..g.rep).step_by(MAX_GROUP) {
+        let r1 = (r0 + MAX_GROUP).min(g.rep);
+        for tok in 0..upto {
+            let krow = &g.k[tok * stride + base..tok * stride + base + hd];
+            for r in r0..r1 {
+                let sc = dot(&g.q[r * hd..(r + 1) * hd], krow) * g.scale;
+                max[r - r0] = max[r - r0].max(sc);
+                scores[r * upto + tok] = sc;
+            }
         }
-    }
-    let inv = 1.0 / sum;
-    for od in o.iter_mut() {
-        *od *= inv;
+        for r in r0..r1 {
+            let mut sum = 0.0f32;
+            for sc in scores[r * upto..(r + 1) * upto].iter_mut() {
+                *sc = (*sc - max[r - r0]).exp();
+                sum += *sc;
+            }
+            sums[r - r0] = sum;
+        }
+        o[r0 * hd..r1 * hd].fill(0.0);
+        for tok in 0..upto {
+            let vrow = &g.v[tok * stride + base..tok * stride + base + hd];
+            for r in r0..r1 {
+                let p = scores[r * upto + tok];
+                for (od, vd) in o[r * hd..(r + 1) * hd].iter_mut().zip(vrow) {
+                    *od = p.mul_add(*vd, *od);
+                }
+            }
+        }
+        for r in r0..r1 {
+            let inv = 1.0 / sums[r - r0];
+            for od in o[r * hd..(r + 1) * hd].iter_mut() {
+                *od *= inv;
+            }
+        }
+        max = [f32::NEG_INFINITY; MAX_GROUP];
     }
 }
+
+/// Query heads per KV head handled in one sweep over the tokens.
+const MAX_GROUP: usize = 16;
