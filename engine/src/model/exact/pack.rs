@@ -24,10 +24,7 @@ impl<E: Elem> Packed<E> {
     /// Pack `rows` (`n` rows of `k`, row-major) into panels; the last panel is zero-padded.
     pub fn from_rows(rows: &[E], n: usize, k: usize) -> Self {
         let panels = n.div_ceil(NR);
-        let len = panels * k * NR;
-        let mut data: Vec<E> = Vec::with_capacity(len);
-        advise_huge_pages(data.as_ptr().cast(), len * std::mem::size_of::<E>());
-        data.resize(len, E::default());
+        let mut data = vec![E::default(); panels * k * NR];
         if k > 0 {
             data.par_chunks_mut(k * NR)
                 .enumerate()
@@ -53,27 +50,6 @@ impl<E: Elem> Packed<E> {
     pub(crate) fn panel(&self, p: usize) -> &[E] {
         &self.data[p * self.k * NR..(p + 1) * self.k * NR]
     }
-}
-
-/// Ask for transparent huge pages on a fresh, untouched allocation (Linux; advice only, so
-/// failures are ignored). Decode streams every weight once per token: with 4 KiB pages
-/// that is a TLB walk per 4 KiB, with 2 MiB pages almost none.
-fn advise_huge_pages(ptr: *const u8, bytes: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let start = (ptr as usize).div_ceil(PAGE) * PAGE;
-        let end = (ptr as usize + bytes) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: the range lies inside an allocation this function's caller owns;
-            // MADV_HUGEPAGE changes how pages are backed, never their contents.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, bytes);
 }
 
 /// A packed matrix in whichever element type the model's weights have.
