@@ -106,20 +106,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     tree(acc)
 }
 
-/// Per head, in token order: scores, their max, exp and sum, then the weighted values.
-/// Heads are interleaved per token only to share the K/V loads; each head's own sequence of
-/// operations is the same as if it ran alone.
+/// Common head sizes get a copy with the size known at compile time, so a head's value
+/// accumulator lives in registers; the arithmetic is the same in every copy.
 #[inline(always)]
 fn group_heads(g: &Group, scores: &mut Vec<f32>, o: &mut [f32]) {
+    match g.s.head_dim {
+        64 => group_heads_sized::<64>(g, scores, o),
+        128 => group_heads_sized::<128>(g, scores, o),
+        _ => group_heads_sized::<0>(g, scores, o),
+    }
+}
+
+/// Per head, in token order: scores, their max, exp and sum, then the weighted values.
+/// Scores of the heads sharing a K row are computed together only to share its load; each
+/// head's own sequence of operations is the same as if it ran alone. `HD` is the head size
+/// when known at compile time, 0 otherwise.
+#[inline(always)]
+fn group_heads_sized<const HD: usize>(g: &Group, scores: &mut Vec<f32>, o: &mut [f32]) {
     let s = g.s;
-    let hd = s.head_dim;
+    let hd = if HD > 0 { HD } else { s.head_dim };
     let upto = s.t - s.l + g.query + 1;
     let stride = s.kv_heads.max(1) * hd;
     let base = g.group * hd;
     scores.clear();
     scores.resize(g.rep * upto, 0.0);
     let mut max = [f32::NEG_INFINITY; MAX_GROUP];
-    let mut sums = [0.0f32; MAX_GROUP];
     // Groups wider than MAX_GROUP heads (no real model has one) run in slices.
     for r0 in (0..g.rep).step_by(MAX_GROUP) {
         let r1 = (r0 + MAX_GROUP).min(g.rep);
@@ -132,26 +143,33 @@ fn group_heads(g: &Group, scores: &mut Vec<f32>, o: &mut [f32]) {
             }
         }
         for r in r0..r1 {
+            let row = &mut scores[r * upto..(r + 1) * upto];
             let mut sum = 0.0f32;
-            for sc in scores[r * upto..(r + 1) * upto].iter_mut() {
+            for sc in row.iter_mut() {
                 *sc = (*sc - max[r - r0]).exp();
                 sum += *sc;
             }
-            sums[r - r0] = sum;
-        }
-        o[r0 * hd..r1 * hd].fill(0.0);
-        for tok in 0..upto {
-            let vrow = &g.v[tok * stride + base..tok * stride + base + hd];
-            for r in r0..r1 {
-                let p = scores[r * upto + tok];
-                for (od, vd) in o[r * hd..(r + 1) * hd].iter_mut().zip(vrow) {
-                    *od = p.mul_add(*vd, *od);
+            let out = &mut o[r * hd..(r + 1) * hd];
+            if HD > 0 {
+                let mut acc = [0.0f32; HD];
+                for (tok, p) in row.iter().enumerate() {
+                    let vrow = &g.v[tok * stride + base..tok * stride + base + HD];
+                    for d in 0..HD {
+                        acc[d] = p.mul_add(vrow[d], acc[d]);
+                    }
+                }
+                out.copy_from_slice(&acc);
+            } else {
+                out.fill(0.0);
+                for (tok, p) in row.iter().enumerate() {
+                    let vrow = &g.v[tok * stride + base..tok * stride + base + hd];
+                    for (od, vd) in out.iter_mut().zip(vrow) {
+                        *od = p.mul_add(*vd, *od);
+                    }
                 }
             }
-        }
-        for r in r0..r1 {
-            let inv = 1.0 / sums[r - r0];
-            for od in o[r * hd..(r + 1) * hd].iter_mut() {
+            let inv = 1.0 / sum;
+            for od in out.iter_mut() {
                 *od *= inv;
             }
         }

@@ -87,7 +87,14 @@ fn half_weights_widen_exactly_and_keep_bit_identity() {
 
 #[test]
 fn attention_block_equals_steps() {
-    let (heads, kvh, hd, t, l) = (4, 2, 24, 11, 5);
+    // 64 and 128 run the copies specialised for those head sizes; 24 the general one.
+    for hd in [24, 64, 128] {
+        attention_block_equals_steps_at(hd);
+    }
+}
+
+fn attention_block_equals_steps_at(hd: usize) {
+    let (heads, kvh, t, l) = (4, 2, 11, 5);
     let q = data(l * heads * hd, 4);
     let (k, v) = (data(t * kvh * hd, 5), data(t * kvh * hd, 6));
     let s = AttnShape {
