@@ -168,9 +168,20 @@ fn env_check(config: &Config) -> Check {
     let mut missing = Vec::new();
     let mut bad_dirs = Vec::new();
     for preset in catalog.iter() {
-        for var in preset.required_env() {
+        let conditional = preset
+            .conditional_env()
+            .into_iter()
+            .map(|(var, param, values)| {
+                let when = format!(" when {param} is {}", values.join(" or "));
+                (var, when)
+            });
+        let always = preset
+            .required_env()
+            .into_iter()
+            .map(|v| (v, String::new()));
+        for (var, when) in always.chain(conditional) {
             match config.env.get(&var) {
-                None => missing.push(format!("{} needs {var}", preset.name)),
+                None => missing.push(format!("{} needs {var}{when}", preset.name)),
                 Some(v) if v.starts_with('/') && !Path::new(v).exists() => {
                     bad_dirs.push(format!("{var}={v} does not exist"))
                 }

@@ -14,9 +14,11 @@
 //!   never left without an answer.
 //!
 //! Before the end is judged there is a shorter window: the job exited but the runner, busy with
-//! a heartbeat, has not yet seen it. The job's supervisor writes the job's wait status to
-//! `job.exit` in the job folder the moment the job ends (unless the runner had begun stopping
-//! it, `job.stopping`), and a restarted runner judges that end and publishes it the same way.
+//! a heartbeat, has not yet seen it, or it died just before the job exited. The job's
+//! supervisor writes the job's wait status to `job.exit` in the job folder the moment it reaps
+//! the job (always before it would kill the group for a dead runner), and a restarted runner
+//! judges that end and publishes it the same way, unless the runner had begun stopping the job
+//! itself (`job.stopping`).
 //!
 //! Fencing is unchanged: the announcement is a renewal like any other (a compare-and-swap on
 //! the claim ref), and a result is only ever pushed together with the lease moving to `done`.

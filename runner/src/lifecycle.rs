@@ -198,13 +198,17 @@ fn verify(runner: &Runner, req: RequestOnBus) -> Stage {
             runner.config.labels
         )));
     }
-    // A preset this runner cannot fill in (a model directory it was never given) is refused
-    // before anything is claimed or started.
+    // A preset this runner cannot fill in (a model directory it was never given, for these
+    // params) is refused before anything is claimed or started.
     let missing: Vec<String> = verified
         .preset
-        .required_env()
+        .required_env_for(&verified.params)
         .into_iter()
-        .filter(|name| runner.config.env.get(name).is_none_or(|v| v.is_empty()))
+        .filter(|(name, _)| runner.config.env.get(name).is_none_or(|v| v.is_empty()))
+        .map(|(name, because)| match because {
+            Some(because) => format!("{name} (for {because})"),
+            None => name,
+        })
         .collect();
     if !missing.is_empty() {
         let reason = format!(

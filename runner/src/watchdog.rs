@@ -69,12 +69,11 @@ unsafe fn supervise(job: libc::pid_t, runner_pid: libc::pid_t, exit_file: &std::
             let mut status: libc::c_int = 0;
             let r = libc::waitpid(job, &mut status, libc::WNOHANG);
             if r == job {
-                // The runner may die before it records this end: leave it where a restarted
-                // runner finds it (only while the runner lives: after its death the group is
-                // being killed and no end is the job's own).
-                if libc::getppid() == runner_pid {
-                    record_status(exit_file, status);
-                }
+                // The runner may die before it records this end (or may be dead already):
+                // leave it where a restarted runner finds it. Reaped here, before this loop
+                // ever killed the group, the end is the job's own (or the runner's stop
+                // ladder's, which the runner marks in `job.stopping` first).
+                record_status(exit_file, status);
                 mirror(status);
             }
             if r < 0 && *errno() != libc::EINTR {

@@ -28,6 +28,10 @@ pub struct Figures {
     pub unsigned: usize,
     /// Requests whose job ran to completion more than once (goal 0).
     pub duplicates: usize,
+    /// For each duplicated request: its id, the job folders (`runner/folder`) whose run
+    /// completed, and the lease chain (`runner#attempt:state[+ended]`), to tell which window
+    /// let it run twice.
+    pub duplicate_runs: Vec<String>,
     /// Executions started again after a runner was killed or fenced mid-job (by design).
     pub reruns: usize,
     pub executions: usize,
@@ -93,6 +97,7 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
     };
     // Executions per request id, from every runner's job folders.
     let mut runs: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut completed_in: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for member in fleet {
         for (folder, report) in member.sleep_reports() {
             let id = folder
@@ -100,10 +105,14 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
                 .next()
                 .unwrap_or(&folder)
                 .to_string();
-            let entry = runs.entry(id).or_default();
+            let entry = runs.entry(id.clone()).or_default();
             entry.0 += 1;
             if report["completed"] == true {
                 entry.1 += 1;
+                completed_in
+                    .entry(id)
+                    .or_default()
+                    .push(format!("{}/{folder}", member.id));
             }
         }
     }
@@ -114,6 +123,23 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
         f.reruns += started.saturating_sub(1);
         if completed > 1 {
             f.duplicates += 1;
+            let chain: Vec<String> = crate::gitx::lease_chain(&w.bus, id)
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{}#{}:{}{}",
+                        l["runner_id"].as_str().unwrap_or("?"),
+                        l["attempt"],
+                        l["state"].as_str().unwrap_or("?"),
+                        if l["ended"].is_object() { "+ended" } else { "" }
+                    )
+                })
+                .collect();
+            f.duplicate_runs.push(format!(
+                "{id}: completed in {:?}; lease chain {}",
+                completed_in.get(id.as_str()).cloned().unwrap_or_default(),
+                chain.join(" ")
+            ));
         }
         let full = full_branch(branch);
         let log = gitx::git(&w.bus, &["log", "--format=%s", &full]);
