@@ -28,7 +28,8 @@ use std::path::Path;
 use macbridge_bus::lease::LeaseHandle;
 use macbridge_bus::records::{Lease, LeaseEnded, LeaseState};
 use macbridge_bus::verify::{self, VerifiedRequest};
-use macbridge_bus::{clock, view};
+use macbridge_bus::view::LeaseOnBus;
+use macbridge_bus::{clock, layout, view};
 use tracing::{info, warn};
 
 use crate::exec;
@@ -267,4 +268,27 @@ pub fn resume(runner: &Runner, handle: LeaseHandle) -> anyhow::Result<Option<Han
         attempt, "publishing the result of a job that ended before the restart"
     );
     lifecycle::publish_ended(runner, req, handle, verified, job_dir, judged).map(Some)
+}
+
+/// In a scan: the claim of `request_id` is this runner's own, `claimed` or `running`, from an
+/// earlier life of this process (this process runs one job at a time and is not running one
+/// now), e.g. because the start-up recovery did not get to it. If its job ended, publish that
+/// end instead of taking the lease over for a new attempt. `None`: not ours, or no end of the
+/// job's own is recorded; the usual take-over rules apply.
+pub fn resume_own(runner: &Runner, on_bus: &LeaseOnBus) -> anyhow::Result<Option<Handled>> {
+    let Ok(lease) = &on_bus.lease else {
+        return Ok(None);
+    };
+    let mine = lease.runner_id == runner.identity.id
+        && lease.runner_key == runner.identity.fingerprint()
+        && matches!(lease.state, LeaseState::Claimed | LeaseState::Running);
+    if !mine {
+        return Ok(None);
+    }
+    let handle = LeaseHandle {
+        claim_ref: layout::claim_ref(&lease.request_id),
+        tip: on_bus.tip,
+        lease: lease.clone(),
+    };
+    resume(runner, handle)
 }

@@ -263,6 +263,11 @@ fn claim(runner: &Runner, v: Verified, claims: &BTreeSet<String>) -> anyhow::Res
     } else {
         None
     };
+    if let Some(prev) = &previous
+        && let Some(handled) = crate::ended::resume_own(runner, prev)?
+    {
+        return Ok(Stage::Done(handled));
+    }
     let mut took_over = None;
     if let Some(prev) = &previous {
         match &prev.lease {
