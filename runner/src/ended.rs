@@ -62,14 +62,6 @@ pub fn crash_point(point: &str) {
     }
 }
 
-/// What announcing the end did.
-pub enum Announced {
-    /// The lease now says `ended` (or could not be reached; the publish finds out).
-    Held(LeaseHandle),
-    /// Another runner took the lease over: publish nothing.
-    Lost,
-}
-
 /// The `ended` part of a lease for a judged end recorded with `digest`.
 pub fn lease_end(judged: &Judged, digest: &str) -> LeaseEnded {
     LeaseEnded {
@@ -85,40 +77,42 @@ pub fn lease_end(judged: &Judged, digest: &str) -> LeaseEnded {
 
 /// Announce on the lease that the job ended (one renewal carrying `ended`). Without a
 /// recorded end (`digest` is `None`) there is nothing a restarted runner could publish, so
-/// nothing is announced.
+/// nothing is announced. Returns the handle to publish with (the renewed lease, or the old one
+/// when the bus could not be reached: the publish finds out), or `None` when another runner
+/// took the lease over: publish nothing.
 pub fn announce(
     runner: &Runner,
     handle: LeaseHandle,
     judged: &Judged,
     digest: Option<&str>,
-) -> Announced {
+) -> Option<LeaseHandle> {
     let Some(digest) = digest else {
-        return Announced::Held(handle);
+        return Some(handle);
     };
     let request_id = handle.lease.request_id.clone();
     let mut marked = handle.clone();
     marked.lease.ended = Some(lease_end(judged, digest));
     match runner.renew(&marked, LeaseState::Running, None) {
-        Ok(Some(renewed)) => Announced::Held(renewed),
+        Ok(Some(renewed)) => Some(renewed),
         Ok(None) => match runner.adopt(&handle) {
             // Our own renewal went through and only its answer was lost.
-            Ok(Some(ours)) => Announced::Held(ours),
+            Ok(Some(ours)) => Some(ours),
             Ok(None) => {
                 warn!(
                     request_id,
                     "lease lost right after the job ended: publishing nothing"
                 );
-                Announced::Lost
+                None
             }
             Err(e) => {
                 warn!(request_id, error = %format!("{e:#}"), "could not re-read the claim after the job ended");
-                Announced::Held(handle)
+                Some(handle)
             }
         },
         Err(e) => {
             // The publish is a compare-and-swap on the same claim tip: it decides.
             warn!(request_id, error = %format!("{e:#}"), "could not announce the job's end on its lease");
-            Announced::Held(handle)
+            Some(handle)
         }
     }
 }
@@ -140,10 +134,7 @@ pub fn settle(
         &judged,
     );
     crash_point(AFTER_END_RECORDED);
-    let handle = match announce(runner, ended.handle.clone(), &judged, digest.as_deref()) {
-        Announced::Held(handle) => handle,
-        Announced::Lost => return None,
-    };
+    let handle = announce(runner, ended.handle.clone(), &judged, digest.as_deref())?;
     crash_point(AFTER_END_ANNOUNCED);
     Some((handle, judged))
 }
