@@ -91,6 +91,7 @@ pub fn claim(
         renewed_at: clock::format(now),
         expires_at: clock::format(clock::plus_seconds(now, lease_secs)),
         note: None,
+        ended: None,
     };
     write_lease(bus, identity, parent, lease, None)
 }

@@ -26,6 +26,23 @@ pub struct Lease {
     /// Why the lease ended (released or failed), when it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set by the holder the moment its job ended, before the result is published: the job
+    /// must not run again. A runner that finds such a lease lapsed waits an extra grace
+    /// for the holder to come back and publish before it re-runs the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<LeaseEnded>,
+}
+
+/// How the holder's job ended, as recorded on its lease before the result is published.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseEnded {
+    /// When the job ended (RFC 3339, the holder's clock).
+    pub at: String,
+    /// The state the result will have.
+    pub state: ResultState,
+    /// SHA-256 (hex) of the holder's local record of the end (`ended.json`), so a restarted
+    /// holder publishes exactly the end it announced.
+    pub digest: String,
 }
 
 /// Where a lease chain stands.

@@ -33,7 +33,7 @@ pub fn markdown(catalog: &Value) -> String {
             p["class"].as_str().unwrap_or("?"),
             p["timeout_seconds"],
             list(&p["reports"]),
-            list(&p["required_env"]),
+            env_cell(p),
         );
     }
     for p in &presets {
@@ -49,6 +49,19 @@ pub fn markdown(catalog: &Value) -> String {
             .unwrap_or_default();
         let _ = writeln!(out, "- class: {}", p["class"].as_str().unwrap_or("?"));
         let _ = writeln!(out, "- argv: `{}`", argv.join(" "));
+        for group in p["argv_when"].as_array().into_iter().flatten() {
+            let extra: Vec<&str> = group["argv"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "- then, when `{}` is {}: `{}`",
+                group["param"].as_str().unwrap_or("?"),
+                list(&group["values"]),
+                extra.join(" ")
+            );
+        }
         let _ = writeln!(out, "- timeout: {} s", p["timeout_seconds"]);
         let _ = writeln!(out, "- runner labels needed: {}", list(&p["labels"]));
         let _ = writeln!(
@@ -113,4 +126,31 @@ fn list(v: &Value) -> String {
     } else {
         items.join(", ")
     }
+}
+
+/// The "needs runner env" cell: the variables always needed, then those only some param
+/// values need (`NAME` (drafter: `model`)).
+fn env_cell(p: &Value) -> String {
+    let mut cell = list(&p["required_env"]);
+    let conditional: Vec<String> = p["conditional_env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "`{}` (only for {}: {})",
+                c["name"].as_str().unwrap_or("?"),
+                c["param"].as_str().unwrap_or("?"),
+                list(&c["values"])
+            )
+        })
+        .collect();
+    if !conditional.is_empty() {
+        if cell == "—" || cell.is_empty() {
+            cell = conditional.join("; ");
+        } else {
+            cell = format!("{cell}; {}", conditional.join("; "));
+        }
+    }
+    cell
 }

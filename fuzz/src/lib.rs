@@ -17,6 +17,9 @@ use macbridge_bus::sig::{self, AllowedSigners, Policy};
 use serde_json::Value;
 
 mod runner;
+mod serve;
+
+pub use serve::serve_request;
 
 // The runner is a binary crate: its config (and the sandbox settings the config embeds) are
 // compiled in from its sources, at the crate root where `crate::sandbox` resolves.
@@ -40,6 +43,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("model_config", model_config),
     ("safetensors", safetensors),
     ("evidence_report", evidence_report),
+    ("serve_request", serve_request),
 ];
 
 const LIMIT: usize = 1 << 20;

@@ -84,7 +84,8 @@ impl Catalog {
     /// The listing behind `macbridge presets --json`:
     /// `{"presets": [{name, description, class, digest, params: {name: {type, default, min,
     /// max, values, under, required, description}}, timeout_seconds, labels, reports, argv,
-    /// required_env}]}`. Keys that do not apply to a param's type are `null`.
+    /// required_env, argv_when: [{param, values, argv}], conditional_env: [{name, param,
+    /// values}]}]}`: `required_env` is always needed, `conditional_env` only for those values. Keys that do not apply to a param's type are `null`.
     pub fn to_json(&self) -> Value {
         json!({ "presets": self.iter().map(preset_json).collect::<Vec<_>>() })
     }
@@ -133,6 +134,12 @@ fn preset_json(p: &Preset) -> Value {
         "reports": p.reports,
         "argv": p.argv,
         "required_env": p.required_env(),
+        "argv_when": p.argv_when,
+        "conditional_env": p
+            .conditional_env()
+            .into_iter()
+            .map(|(name, param, values)| json!({"name": name, "param": param, "values": values}))
+            .collect::<Vec<_>>(),
     })
 }
 

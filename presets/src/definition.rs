@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::error::{PresetError, show_json};
 use crate::params::{MAX_STRING_BYTES, ParamKind, ParamSpec, ParamValue, Refusal, check_value};
 use crate::path::normalise_relative;
-use crate::preset::{Preset, PresetClass};
+use crate::preset::{ArgvWhen, Preset, PresetClass};
 use crate::render::{Segment, parse_template};
 
 /// Longest preset, param or label name. Preset names end up in branch names.
@@ -41,6 +41,9 @@ pub(crate) struct PresetDef {
     reports: Vec<String>,
     #[serde(default)]
     params: BTreeMap<String, ParamDef>,
+    /// Omitted when empty, so presets without it keep their digests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    argv_when: Vec<ArgvWhen>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +161,8 @@ impl TryFrom<PresetDef> for Preset {
             params.insert(name, spec);
         }
 
-        check_argv(&def.argv, def.class, &params)?;
+        check_argv_when(&def.argv_when, &params)?;
+        check_argv(&def.argv, &def.argv_when, def.class, &params)?;
 
         Ok(Preset {
             name: def.name,
@@ -169,6 +173,7 @@ impl TryFrom<PresetDef> for Preset {
             labels: def.labels,
             reports: def.reports,
             params,
+            argv_when: def.argv_when,
         })
     }
 }
@@ -188,6 +193,7 @@ impl From<Preset> for PresetDef {
                 .into_iter()
                 .map(|(name, spec)| (name, param_to_def(spec)))
                 .collect(),
+            argv_when: p.argv_when,
         }
     }
 }
@@ -197,14 +203,17 @@ impl From<Preset> for PresetDef {
 /// nothing is a definition bug that requesters would trip over).
 fn check_argv(
     argv: &[String],
+    argv_when: &[ArgvWhen],
     class: PresetClass,
     params: &BTreeMap<String, ParamSpec>,
 ) -> Result<(), String> {
     if argv.first().is_none_or(|a| a.is_empty()) {
         return Err("argv must be non-empty and start with a program".to_owned());
     }
-    let mut used = BTreeSet::new();
-    for token in argv {
+    // A param that switches tokens on is used, even if no token prints it.
+    let mut used: BTreeSet<&str> = argv_when.iter().map(|g| g.param.as_str()).collect();
+    let extra = argv_when.iter().flat_map(|g| g.argv.iter());
+    for token in argv.iter().chain(extra) {
         if token.len() > MAX_ARGV_TOKEN_BYTES || token.chars().any(char::is_control) {
             return Err(format!(
                 "argv token {token:?} must be at most {MAX_ARGV_TOKEN_BYTES} bytes \
@@ -233,6 +242,48 @@ fn check_argv(
         return Err(format!(
             "param {unused:?} is declared but argv never uses it"
         ));
+    }
+    Ok(())
+}
+
+/// Each `argv_when` group names a declared enum or bool param, lists distinct values that
+/// param can take, and adds at least one token.
+fn check_argv_when(
+    groups: &[ArgvWhen],
+    params: &BTreeMap<String, ParamSpec>,
+) -> Result<(), String> {
+    for group in groups {
+        let Some(spec) = params.get(&group.param) else {
+            return Err(format!(
+                "argv_when names param {:?}, which is not declared",
+                group.param
+            ));
+        };
+        let allowed: Vec<String> = match &spec.kind {
+            ParamKind::Enum { values } => values.clone(),
+            ParamKind::Bool => vec!["true".to_owned(), "false".to_owned()],
+            other => {
+                return Err(format!(
+                    "argv_when param {:?} must be an enum or a bool, not {}",
+                    group.param,
+                    other.type_name()
+                ));
+            }
+        };
+        if group.values.is_empty() || group.argv.is_empty() {
+            return Err(format!(
+                "argv_when for {:?} needs non-empty `values` and `argv`",
+                group.param
+            ));
+        }
+        unique("argv_when values", &group.values)?;
+        if let Some(bad) = group.values.iter().find(|v| !allowed.contains(v)) {
+            return Err(format!(
+                "argv_when value {bad:?} is not a value of param {:?} ({})",
+                group.param,
+                allowed.join(", ")
+            ));
+        }
     }
     Ok(())
 }

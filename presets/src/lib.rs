@@ -48,6 +48,10 @@
 //! placeholder. Substitution is a single pass over the template: substituted text is never
 //! scanned again. The result is an argv vector; no shell is involved.
 //!
+//! `argv_when` (optional) appends tokens only for some values of an enum or bool param
+//! (`{param: drafter, values: [model], argv: ["--draft", "${ENV:KAKEYA_DRAFT_MODEL}"]}`), so an
+//! env variable only those values use is required only then ([`Preset::required_env_for`]).
+//!
 //! ## Param validation
 //!
 //! Manifest values are JSON. A JSON string is parsed strictly by the param's type; otherwise
@@ -81,5 +85,5 @@ pub use catalog::{Catalog, catalog};
 pub use error::PresetError;
 pub use params::{MAX_STRING_BYTES, ParamKind, ParamSpec, ParamValue, ValidatedParams};
 pub use path::resolve_within;
-pub use preset::{Preset, PresetClass};
+pub use preset::{ArgvWhen, Preset, PresetClass};
 pub use render::RenderContext;

@@ -54,6 +54,43 @@ pub struct Preset {
     /// Files the job must write into `{out}`.
     pub reports: Vec<String>,
     pub params: BTreeMap<String, ParamSpec>,
+    /// Argv tokens appended (after `argv`, in this order) only when a param has one of the
+    /// listed values, so a `${ENV:NAME}` a chosen value does not use is not required.
+    pub argv_when: Vec<ArgvWhen>,
+}
+
+/// Extra argv for some values of one enum or bool param (the `argv_when` key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgvWhen {
+    pub param: String,
+    /// Values (as a manifest's canonical string: `true`, `model`) that switch `argv` on.
+    pub values: Vec<String>,
+    pub argv: Vec<String>,
+}
+
+impl ArgvWhen {
+    /// Whether `params` switch this group on.
+    pub fn applies(&self, params: &ValidatedParams) -> bool {
+        params
+            .get(&self.param)
+            .is_some_and(|v| self.values.contains(&v.to_string()))
+    }
+}
+
+/// The `${ENV:NAME}` names used by `tokens`, appended to `names` once each, in order.
+fn env_names<'a>(tokens: impl Iterator<Item = &'a String>, names: &mut Vec<String>) {
+    for token in tokens {
+        // A definition that passed its checks always parses; skip anything else here and
+        // let `render` report it.
+        for segment in parse_template(token).unwrap_or_default() {
+            if let Segment::Env(name) = segment
+                && !names.iter().any(|n| n == name)
+            {
+                names.push(name.to_owned());
+            }
+        }
+    }
 }
 
 impl Preset {
@@ -136,22 +173,48 @@ impl Preset {
         }
     }
 
-    /// Names of the `${ENV:NAME}` variables the argv uses, in first-use order, each once.
-    /// A runner can check these at start-up instead of refusing jobs one by one.
+    /// Names of the `${ENV:NAME}` variables the argv always uses (whatever the params), in
+    /// first-use order, each once. A runner can check these at start-up instead of refusing
+    /// jobs one by one.
     pub fn required_env(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for token in &self.argv {
-            // A definition that passed its checks always parses; skip anything else here and
-            // let `render` report it.
-            for segment in parse_template(token).unwrap_or_default() {
-                if let Segment::Env(name) = segment
-                    && !names.iter().any(|n| n == name)
-                {
-                    names.push(name.to_owned());
+        let mut names = Vec::new();
+        env_names(self.argv.iter(), &mut names);
+        names
+    }
+
+    /// Variables needed only for some param values: `(name, param, values)` for each
+    /// `argv_when` group's `${ENV:NAME}` that `argv` itself does not use.
+    pub fn conditional_env(&self) -> Vec<(String, String, Vec<String>)> {
+        let always = self.required_env();
+        let mut out = Vec::new();
+        for group in &self.argv_when {
+            let mut names = Vec::new();
+            env_names(group.argv.iter(), &mut names);
+            for name in names.into_iter().filter(|n| !always.contains(n)) {
+                out.push((name, group.param.clone(), group.values.clone()));
+            }
+        }
+        out
+    }
+
+    /// The variables a request with `params` needs: `(name, None)` for those the argv always
+    /// uses, `(name, Some("param=value"))` for those a param value switched on.
+    pub fn required_env_for(&self, params: &ValidatedParams) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> =
+            self.required_env().into_iter().map(|n| (n, None)).collect();
+        for group in self.argv_when.iter().filter(|g| g.applies(params)) {
+            let mut names = Vec::new();
+            env_names(group.argv.iter(), &mut names);
+            let because = params
+                .get(&group.param)
+                .map(|v| format!("{}={v}", group.param));
+            for name in names {
+                if !out.iter().any(|(n, _)| *n == name) {
+                    out.push((name, because.clone()));
                 }
             }
         }
-        names
+        out
     }
 
     /// Renders the argv (single pass: substituted text is never scanned again).

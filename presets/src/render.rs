@@ -171,7 +171,12 @@ pub(crate) fn render(
     }
 
     let mut argv = Vec::with_capacity(preset.argv.len());
-    for token in &preset.argv {
+    let switched_on = preset
+        .argv_when
+        .iter()
+        .filter(|group| group.applies(params))
+        .flat_map(|group| group.argv.iter());
+    for token in preset.argv.iter().chain(switched_on) {
         let segments =
             parse_template(token).map_err(|e| fail(format!("argv token {token:?}: {e}")))?;
         let mut rendered = String::new();

@@ -41,6 +41,12 @@ pub struct Config {
     /// How often a running job renews its lease (and checks for cancel).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_seconds: f64,
+    /// Extra seconds a runner waits before taking over a lapsed lease whose holder announced
+    /// that its job had *ended* (it died between the job's end and the publish): time for
+    /// the holder to come back and publish instead of the job running twice. Unset: three
+    /// times that lease's own duration.
+    #[serde(default)]
+    pub ended_grace_seconds: Option<f64>,
     /// How many runners may try a request whose lease expired before it is failed.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -196,6 +202,11 @@ impl Config {
             && !(max.is_finite() && max > 0.0)
         {
             bail!("max_job_seconds must be a positive number of seconds");
+        }
+        if let Some(grace) = self.ended_grace_seconds
+            && !(grace.is_finite() && grace >= 0.0)
+        {
+            bail!("ended_grace_seconds must be zero or a positive number of seconds");
         }
         if !(self.retention_seconds.is_finite() && self.retention_seconds >= 0.0) {
             bail!("retention_seconds must be zero or a positive number of seconds");

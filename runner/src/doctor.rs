@@ -8,18 +8,23 @@ use macbridge_bus::git::Bus;
 use macbridge_bus::sig::{self, Policy};
 
 use crate::config::Config;
+use crate::sandbox_probe::{self, SandboxReport};
 use crate::service;
 
-/// Run every check for the config at `path`.
-pub fn checks(path: &Path) -> Vec<Check> {
+/// Run every check for the config at `path`; with a config that loads, also what the
+/// workload sandbox can do here (the `sandbox` object of `--json`).
+pub fn checks(path: &Path) -> (Vec<Check>, Option<SandboxReport>) {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            return vec![Check::fail(
-                "config",
-                format!("{e:#}"),
-                "fix the config (see docs/OPS.md for every key)",
-            )];
+            return (
+                vec![Check::fail(
+                    "config",
+                    format!("{e:#}"),
+                    "fix the config (see docs/OPS.md for every key)",
+                )],
+                None,
+            );
         }
     };
     let mut checks = vec![Check::ok("config", format!("{} loads", path.display()))];
@@ -53,6 +58,8 @@ pub fn checks(path: &Path) -> Vec<Check> {
     checks.push(engine_check(&config));
     checks.push(env_check(&config));
     checks.push(doctor::free_disk(&config.work_dir));
+    let sandbox = sandbox_probe::probe(&config.workload_sandbox);
+    checks.push(sandbox_probe::check(&sandbox));
     let (running, detail) = service::status(service::Platform::current());
     checks.push(if running {
         Check::ok("service", detail)
@@ -76,7 +83,7 @@ pub fn checks(path: &Path) -> Vec<Check> {
             ),
         ));
     }
-    checks
+    (checks, Some(sandbox))
 }
 
 fn policy_check(config: &Config) -> Check {
@@ -161,9 +168,20 @@ fn env_check(config: &Config) -> Check {
     let mut missing = Vec::new();
     let mut bad_dirs = Vec::new();
     for preset in catalog.iter() {
-        for var in preset.required_env() {
+        let conditional = preset
+            .conditional_env()
+            .into_iter()
+            .map(|(var, param, values)| {
+                let when = format!(" when {param} is {}", values.join(" or "));
+                (var, when)
+            });
+        let always = preset
+            .required_env()
+            .into_iter()
+            .map(|v| (v, String::new()));
+        for (var, when) in always.chain(conditional) {
             match config.env.get(&var) {
-                None => missing.push(format!("{} needs {var}", preset.name)),
+                None => missing.push(format!("{} needs {var}{when}", preset.name)),
                 Some(v) if v.starts_with('/') && !Path::new(v).exists() => {
                     bad_dirs.push(format!("{var}={v} does not exist"))
                 }

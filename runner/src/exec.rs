@@ -31,6 +31,15 @@ pub struct JobSpec {
     pub pid_file: PathBuf,
 }
 
+/// Beside the pid file: the job's raw wait status, written by its supervisor the moment the
+/// job ends while the runner is still alive (`watchdog`). A runner killed before it could
+/// record the end finds it on restart and publishes instead of running the job again.
+pub const EXIT_FILE: &str = "job.exit";
+/// Beside the pid file: written by the runner *before* it starts stopping the job (timeout,
+/// cancel, fencing, shutdown, output limit), so an exit status written after it is known
+/// not to be the job's own end.
+pub const STOPPING_FILE: &str = "job.stopping";
+
 /// What the runner wants after a heartbeat.
 pub enum Tick {
     Continue,
@@ -60,6 +69,24 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub run_time: Duration,
+}
+
+/// Mark the job as being stopped by the runner, then send the first signal of the ladder.
+fn begin_stop(stopping_file: &Path, pgid: i32) {
+    let _ = std::fs::write(stopping_file, b"");
+    signal_group(pgid, libc::SIGINT);
+}
+
+/// The raw wait status a supervisor recorded in `job_dir` for a job that ended by itself,
+/// and when; `None` when there is none or the runner had begun stopping the job.
+pub fn recorded_exit(job_dir: &Path) -> Option<(std::process::ExitStatus, std::time::SystemTime)> {
+    if job_dir.join(STOPPING_FILE).exists() {
+        return None;
+    }
+    let path = job_dir.join(EXIT_FILE);
+    let raw: i32 = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+    let at = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    Some((std::process::ExitStatus::from_raw(raw), at))
 }
 
 /// Start the job and wait for it, calling `tick` every `tick_every`.
@@ -103,8 +130,14 @@ pub fn run_confined(
     // SAFETY: getpid cannot fail; the watchdog split is async-signal-safe (see watchdog.rs)
     // and runs after the process group is set and after the sandbox hook.
     let runner_pid = unsafe { libc::getpid() };
+    let exit_file = spec.pid_file.with_file_name(EXIT_FILE);
+    let stopping_file = spec.pid_file.with_file_name(STOPPING_FILE);
+    let _ = std::fs::remove_file(&exit_file);
+    let _ = std::fs::remove_file(&stopping_file);
+    let exit_file = std::ffi::CString::new(exit_file.as_os_str().as_encoded_bytes())
+        .map_err(std::io::Error::other)?;
     unsafe {
-        command.pre_exec(move || crate::watchdog::split(runner_pid));
+        command.pre_exec(move || crate::watchdog::split(runner_pid, &exit_file));
     }
     let mut child = command.spawn()?;
     let pgid = child.id() as i32;
@@ -120,25 +153,25 @@ pub fn run_confined(
         if stop.is_none() {
             if now.duration_since(started) >= spec.timeout {
                 stop = Some((Ending::TimedOut, now, 0));
-                signal_group(pgid, libc::SIGINT);
+                begin_stop(&stopping_file, pgid);
             } else if output_too_large(spec) {
                 stop = Some((Ending::OutputLimit, now, 0));
-                signal_group(pgid, libc::SIGINT);
+                begin_stop(&stopping_file, pgid);
             } else if now >= next_tick {
                 next_tick = now + spec.tick_every;
                 match tick() {
                     Tick::Continue => {}
                     Tick::Cancel => {
                         stop = Some((Ending::Cancelled, now, 0));
-                        signal_group(pgid, libc::SIGINT);
+                        begin_stop(&stopping_file, pgid);
                     }
                     Tick::Abandon => {
                         stop = Some((Ending::Abandoned, now, 0));
-                        signal_group(pgid, libc::SIGINT);
+                        begin_stop(&stopping_file, pgid);
                     }
                     Tick::Release => {
                         stop = Some((Ending::Released, now, 0));
-                        signal_group(pgid, libc::SIGINT);
+                        begin_stop(&stopping_file, pgid);
                     }
                 }
             }

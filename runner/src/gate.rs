@@ -5,8 +5,12 @@
 
 use std::path::Path;
 
+use std::os::unix::process::ExitStatusExt;
+
+use macbridge_bus::clock;
 use macbridge_bus::records::{ResultState, Timings};
 use macbridge_bus::verify::VerifiedRequest;
+use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::exec::Ending;
@@ -36,29 +40,41 @@ struct EndedRecord {
     judged: Judged,
 }
 
-/// Record `judged` in the job folder (atomically: temp file + rename). Best effort: without
-/// it, only the restart shortcut is lost.
-pub fn record(job_dir: &Path, request_id: &str, attempt: u32, judged: &Judged) {
+/// Record `judged` in the job folder (atomically: temp file + rename) and return the SHA-256
+/// (hex) of what was written, which the lease then announces. Best effort: `None` when it
+/// could not be written; only the restart shortcut is lost then.
+pub fn record(job_dir: &Path, request_id: &str, attempt: u32, judged: &Judged) -> Option<String> {
     let record = EndedRecord {
         request_id: request_id.to_string(),
         attempt,
         judged: judged.clone(),
     };
     let tmp = job_dir.join(format!("{ENDED_FILE}.partial"));
-    let written = serde_json::to_vec_pretty(&record)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, job_dir.join(ENDED_FILE)));
-    if let Err(e) = written {
-        warn!(dir = %job_dir.display(), error = %e, "could not record the job's end");
+    let bytes = match serde_json::to_vec_pretty(&record) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            warn!(dir = %job_dir.display(), error = %e, "could not record the job's end");
+            return None;
+        }
+    };
+    let written =
+        std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, job_dir.join(ENDED_FILE)));
+    match written {
+        Ok(()) => Some(hex::encode(Sha256::digest(&bytes))),
+        Err(e) => {
+            warn!(dir = %job_dir.display(), error = %e, "could not record the job's end");
+            None
+        }
     }
 }
 
-/// The judged end of `request_id`'s attempt `attempt`, if this job folder recorded one.
-pub fn recorded(job_dir: &Path, request_id: &str, attempt: u32) -> Option<Judged> {
+/// The judged end of `request_id`'s attempt `attempt`, if this job folder recorded one, with
+/// the SHA-256 (hex) of the record.
+pub fn recorded(job_dir: &Path, request_id: &str, attempt: u32) -> Option<(Judged, String)> {
     let bytes = std::fs::read(job_dir.join(ENDED_FILE)).ok()?;
     let record: EndedRecord = serde_json::from_slice(&bytes).ok()?;
-    (record.request_id == request_id && record.attempt == attempt).then_some(record.judged)
+    (record.request_id == request_id && record.attempt == attempt)
+        .then(|| (record.judged, hex::encode(Sha256::digest(&bytes))))
 }
 
 /// Free bytes on the filesystem holding `path` (for unprivileged users), if it can be read.
@@ -142,6 +158,67 @@ pub fn judge(
         timings,
         verdict,
     }
+}
+
+/// Judge the end of a job from what its folder holds after a runner restart: the exit
+/// status its supervisor recorded (see `exec::recorded_exit`), its reports and the disk.
+/// `None` when the folder records no end of the job's own.
+pub fn judge_recorded_exit(
+    runner: &Runner,
+    verified: &VerifiedRequest,
+    job_dir: &Path,
+    claimed_at: &str,
+) -> Option<Judged> {
+    let (status, finished) = crate::exec::recorded_exit(job_dir)?;
+    // job.json is written just before the job is spawned.
+    let started = std::fs::metadata(job_dir.join("job.json"))
+        .and_then(|m| m.modified())
+        .ok();
+    let stamp = |t: std::time::SystemTime| clock::format(time::OffsetDateTime::from(t));
+    let timings = Timings {
+        claimed_at: Some(claimed_at.to_string()),
+        started_at: started.map(stamp),
+        finished_at: Some(stamp(finished)),
+        run_seconds: started
+            .and_then(|s| finished.duration_since(s).ok())
+            .map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
+    };
+    let (exit_code, signal) = (status.code(), status.signal());
+    if let Some(free) = low_disk(runner) {
+        return Some(Judged {
+            state: ResultState::Failed,
+            reason: Some(format!(
+                "disk_full: the work folder {} had {free} bytes free (min_free_bytes {}); the job ended",
+                runner.config.work_dir.display(),
+                runner.config.min_free_bytes
+            )),
+            exit_code,
+            signal,
+            timings,
+            verdict: None,
+        });
+    }
+    let out = job_dir.join("out");
+    let verdict = (!verified.preset.reports.is_empty() || has_json(&out))
+        .then(|| evidence_gate::check_dir(&out, &verified.preset.reports));
+    let (state, reason) = match (exit_code, signal, &verdict) {
+        (Some(0), _, Some(v)) if !v.passed => (
+            ResultState::Failed,
+            Some(format!("evidence gate: {}", gate_reason(v))),
+        ),
+        (Some(0), _, _) => (ResultState::Done, None),
+        (Some(code), _, _) => (ResultState::Failed, Some(format!("exit code {code}"))),
+        (None, Some(sig), _) => (ResultState::Failed, Some(format!("killed by signal {sig}"))),
+        (None, None, _) => (ResultState::Failed, Some("exit code -1".to_string())),
+    };
+    Some(Judged {
+        state,
+        reason,
+        exit_code,
+        signal,
+        timings,
+        verdict,
+    })
 }
 
 fn ending_reason(ending: Ending, prepared: &Prepared) -> Option<String> {

@@ -9,13 +9,10 @@ use macbridge_bus::git::PushOutcome;
 use macbridge_bus::lease::{self, LeaseHandle};
 use macbridge_bus::manifest::MAX_LIFETIME_SECS;
 use macbridge_bus::records::LeaseState;
-use macbridge_bus::verify;
 use macbridge_bus::{clock, layout, presence, view};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::gate;
-use crate::lifecycle::{self, Handled};
 use crate::runner::Runner;
 
 /// Most finished requests archived in one push.
@@ -52,15 +49,29 @@ pub fn recover(runner: &Runner) -> anyhow::Result<usize> {
             tip: on_bus.tip,
             lease: lease.clone(),
         };
-        // A job that ended before the restart is published, not run again.
-        match resume(runner, handle.clone()) {
+        // A job that ended before the restart is published, not run again. Should that
+        // fail (the bus unreachable), the claim is not given back: it lapses, and as its end
+        // was announced the others wait `ended_grace_seconds` before running it again.
+        let mut tries = 0;
+        let resumed = loop {
+            tries += 1;
+            match crate::ended::resume(runner, handle.clone()) {
+                Err(e) if tries < 3 => {
+                    warn!(request_id, tries, error = %format!("{e:#}"), "could not publish a job an earlier run finished; retrying");
+                    std::thread::sleep(crate::publish::backoff(tries));
+                }
+                other => break other,
+            }
+        };
+        match resumed {
             Ok(Some(handled)) => {
                 info!(request_id, outcome = ?handled, "finished a job an earlier run left unpublished");
                 continue;
             }
             Ok(None) => {}
             Err(e) => {
-                warn!(request_id, error = %format!("{e:#}"), "could not publish a job an earlier run finished")
+                warn!(request_id, error = %format!("{e:#}"), "could not publish a job an earlier run finished");
+                continue;
             }
         }
         match lease::renew(
@@ -84,39 +95,6 @@ pub fn recover(runner: &Runner) -> anyhow::Result<usize> {
         }
     }
     Ok(released)
-}
-
-/// After a restart: a claim this runner still holds from its earlier life whose job had
-/// already ended (its folder recorded the judged end). Rebuild the `Gated` stage and publish,
-/// so the request is not run a second time. `None`: nothing recorded, or the request no
-/// longer verifies; the caller gives the claim back instead.
-fn resume(runner: &Runner, handle: LeaseHandle) -> anyhow::Result<Option<Handled>> {
-    let request_id = handle.lease.request_id.clone();
-    let job_dir = runner.config.jobs_dir().join(&request_id);
-    let Some(judged) = gate::recorded(&job_dir, &request_id, handle.lease.attempt) else {
-        return Ok(None);
-    };
-    let branch = handle.lease.branch.clone();
-    runner.bus.fetch(std::slice::from_ref(&branch))?;
-    let Some(req) = view::read_request(&runner.bus, &branch)? else {
-        return Ok(None);
-    };
-    if req.result.is_some() {
-        return Ok(Some(Handled::Skipped("already answered".to_string())));
-    }
-    // Verified as of when it was claimed: that is when it was accepted.
-    let at = clock::parse(&handle.lease.claimed_at).unwrap_or_else(clock::now);
-    let Ok(verified) = verify::verify_request(
-        &req.branch,
-        req.manifest_bytes.as_deref(),
-        req.signature.as_deref(),
-        &runner.trust,
-        at,
-    ) else {
-        return Ok(None);
-    };
-    info!(request_id = %request_id, attempt = handle.lease.attempt, "publishing the result of a job that ended before the restart");
-    lifecycle::publish_ended(runner, req, handle, verified, job_dir, judged).map(Some)
 }
 
 /// Stop jobs an earlier life of this runner left running (their process groups outlive a

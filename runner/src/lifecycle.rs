@@ -198,13 +198,17 @@ fn verify(runner: &Runner, req: RequestOnBus) -> Stage {
             runner.config.labels
         )));
     }
-    // A preset this runner cannot fill in (a model directory it was never given) is refused
-    // before anything is claimed or started.
+    // A preset this runner cannot fill in (a model directory it was never given, for these
+    // params) is refused before anything is claimed or started.
     let missing: Vec<String> = verified
         .preset
-        .required_env()
+        .required_env_for(&verified.params)
         .into_iter()
-        .filter(|name| runner.config.env.get(name).is_none_or(|v| v.is_empty()))
+        .filter(|(name, _)| runner.config.env.get(name).is_none_or(|v| v.is_empty()))
+        .map(|(name, because)| match because {
+            Some(because) => format!("{name} (for {because})"),
+            None => name,
+        })
         .collect();
     if !missing.is_empty() {
         let reason = format!(
@@ -236,6 +240,8 @@ fn lapsed(runner: &Runner, on_bus: &LeaseOnBus, lease: &Lease) -> Result<bool, f
         .map(|renewed| clock::seconds_between(renewed, expires))
         .unwrap_or(runner.config.lease_seconds)
         .clamp(0.0, 24.0 * 3600.0);
+    // A holder that announced its job's end may still publish it: give it longer.
+    let duration = duration + crate::ended::take_over_grace(runner, lease, duration);
     let claim_ref = layout::claim_ref(&lease.request_id);
     let watched = runner.watched_for(&claim_ref, on_bus.tip);
     if watched >= duration {
@@ -257,6 +263,11 @@ fn claim(runner: &Runner, v: Verified, claims: &BTreeSet<String>) -> anyhow::Res
     } else {
         None
     };
+    if let Some(prev) = &previous
+        && let Some(handled) = crate::ended::resume_own(runner, prev)?
+    {
+        return Ok(Stage::Done(handled));
+    }
     let mut took_over = None;
     if let Some(prev) = &previous {
         match &prev.lease {
@@ -283,8 +294,13 @@ fn claim(runner: &Runner, v: Verified, claims: &BTreeSet<String>) -> anyhow::Res
                         match lapsed(runner, prev, lease) {
                             Ok(open) => open,
                             Err(left) => {
+                                let ended = if lease.ended.is_some() {
+                                    " (its job ended: waiting for it to publish)"
+                                } else {
+                                    ""
+                                };
                                 return Ok(Stage::Done(Handled::Watching(format!(
-                                    "lease of {} lapsed by the wall clock; watching it {left:.1} s more before taking over",
+                                    "lease of {} lapsed by the wall clock{ended}; watching it {left:.1} s more before taking over",
                                     lease.runner_id
                                 ))));
                             }
@@ -387,16 +403,13 @@ fn run(runner: &Runner, r: Running) -> anyhow::Result<Stage> {
     let end = job::execute(runner, &req, &verified, handle, sent_at, &prepared);
     Ok(match end {
         JobEnd::Ended(ended) => {
-            let judged = gate::judge(runner, &verified, &prepared, &ended);
-            gate::record(
-                &prepared.job_dir,
-                &verified.manifest.request_id,
-                ended.handle.lease.attempt,
-                &judged,
-            );
+            let Some((handle, judged)) = crate::ended::settle(runner, &verified, &prepared, &ended)
+            else {
+                return Ok(Stage::Done(Handled::Abandoned));
+            };
             Stage::Gated(Box::new(Gated {
                 req,
-                handle: ended.handle.clone(),
+                handle,
                 verified,
                 job_dir: prepared.job_dir,
                 out: prepared.out,

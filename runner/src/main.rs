@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 mod config;
 mod doctor;
+mod ended;
 mod exec;
 mod fence;
 mod gate;
@@ -22,6 +23,7 @@ mod lifecycle;
 mod publish;
 mod runner;
 mod sandbox;
+mod sandbox_probe;
 mod scan;
 mod selftest;
 mod service;
@@ -165,12 +167,22 @@ fn main() -> ExitCode {
         } => once(&config, branch.as_deref(), json),
         Command::Cleanup { config, json } => cleanup(&config, json),
         Command::Doctor { config, json } => {
-            let checks = doctor::checks(&config);
-            if macbridge_bus::doctor::report(&checks, json) {
-                Ok(())
+            let (checks, sandbox) = doctor::checks(&config);
+            let healthy = if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "checks": checks, "sandbox": sandbox })
+                );
+                checks
+                    .iter()
+                    .all(|c| c.status != macbridge_bus::doctor::CheckStatus::Fail)
             } else {
+                macbridge_bus::doctor::report(&checks, false)
+            };
+            if !healthy {
                 return ExitCode::FAILURE;
             }
+            Ok(())
         }
         Command::SelfTest { config, json } => match self_test(config.as_deref(), json) {
             Ok(true) => Ok(()),

@@ -209,8 +209,20 @@ impl Confinement {
     }
 }
 
-#[cfg(target_os = "macos")]
-const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
+/// The `sandbox-exec` binary workloads are wrapped in on macOS.
+pub const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
+
+/// The landlock ABI version of the running kernel (0: absent or disabled); `None` off Linux.
+pub fn landlock_abi() -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    {
+        Some(linux::abi_version())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
 
 /// The Seatbelt (SBPL) profile for `rules`: deny by default, then allow process basics,
 /// reads of the granted folders, writes under the writable ones, and the network if granted.

@@ -22,7 +22,7 @@ const POLL_NANOS: libc::c_long = 50_000_000;
 ///
 /// # Safety
 /// Call only between `fork` and `exec` (a `pre_exec` hook), after the process group is set.
-pub unsafe fn split(runner_pid: libc::pid_t) -> io::Result<()> {
+pub unsafe fn split(runner_pid: libc::pid_t, exit_file: &std::ffi::CStr) -> io::Result<()> {
     // SAFETY: fork is async-signal-safe; the caller is a pre_exec hook.
     let job = unsafe { libc::fork() };
     if job < 0 {
@@ -32,12 +32,12 @@ pub unsafe fn split(runner_pid: libc::pid_t) -> io::Result<()> {
         return Ok(());
     }
     // SAFETY: as above; supervise only makes async-signal-safe calls.
-    unsafe { supervise(job, runner_pid) }
+    unsafe { supervise(job, runner_pid, exit_file) }
 }
 
 extern "C" fn wake(_: libc::c_int) {}
 
-unsafe fn supervise(job: libc::pid_t, runner_pid: libc::pid_t) -> ! {
+unsafe fn supervise(job: libc::pid_t, runner_pid: libc::pid_t, exit_file: &std::ffi::CStr) -> ! {
     // SAFETY: all calls below are async-signal-safe system calls on plain values.
     unsafe {
         // std's exec-error pipe (and anything else inherited) must not be held open by a
@@ -69,6 +69,11 @@ unsafe fn supervise(job: libc::pid_t, runner_pid: libc::pid_t) -> ! {
             let mut status: libc::c_int = 0;
             let r = libc::waitpid(job, &mut status, libc::WNOHANG);
             if r == job {
+                // The runner may die before it records this end (or may be dead already):
+                // leave it where a restarted runner finds it. Reaped here, before this loop
+                // ever killed the group, the end is the job's own (or the runner's stop
+                // ladder's, which the runner marks in `job.stopping` first).
+                record_status(exit_file, status);
                 mirror(status);
             }
             if r < 0 && *errno() != libc::EINTR {
@@ -86,6 +91,39 @@ unsafe fn supervise(job: libc::pid_t, runner_pid: libc::pid_t) -> ! {
                 tv_nsec: POLL_NANOS,
             };
             libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Write `status` in decimal to `path` (create or truncate); failures are ignored.
+unsafe fn record_status(path: &std::ffi::CStr, status: libc::c_int) {
+    let mut buf = [0u8; 16];
+    let mut at = buf.len() - 1;
+    buf[at] = b'\n';
+    let negative = status < 0;
+    let mut n = (status as i64).unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // SAFETY: open/write/close on a NUL-terminated path and a stack buffer.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        );
+        if fd >= 0 {
+            libc::write(fd, buf[at..].as_ptr().cast(), buf.len() - at);
+            libc::close(fd);
         }
     }
 }

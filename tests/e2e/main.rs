@@ -11,6 +11,8 @@ mod cancel;
 mod cleanup;
 mod client_cli;
 mod clock_skew;
+mod doctor_sandbox;
+mod ended;
 mod evidence_gate;
 mod faults;
 mod flaky_remote;

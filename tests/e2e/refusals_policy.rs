@@ -141,3 +141,35 @@ fn empty_env_value_counts_as_missing() {
     .mentions("KAKEYA_MODEL_DIR");
     expect_refusals(&w, "env-probe", &[case]);
 }
+
+#[test]
+fn an_env_value_only_some_params_need_is_required_only_for_them() {
+    // spec-decode needs the draft model only for `drafter=model`: with the target alone an
+    // ngram request is not refused (it runs; the target here is no model, so it fails), and a
+    // model request is refused naming the variable and the param value that needs it.
+    let world = || {
+        World::with_runner(RunnerSetup {
+            env: vec![(
+                "KAKEYA_TARGET_MODEL".into(),
+                "/nonexistent/target-model".into(),
+            )],
+            ..Default::default()
+        })
+    };
+    let w = world();
+    let (ngram, _) = w.request("spec-decode", &["--param", "drafter=ngram"]);
+    w.runner_once();
+    let record = w.result_record(&ngram);
+    let reason = record["reason"].as_str().unwrap_or("");
+    assert!(!reason.starts_with("missing_env"), "{record}");
+    assert!(record["exit_code"].is_number(), "ran: {record}");
+
+    let w = world();
+    let (branch, request_id) = w.request("spec-decode", &["--param", "drafter=model"]);
+    let commit = gitx::resolve(&w.bus, &full_branch(&branch)).unwrap();
+    let case = Case::rejected("no KAKEYA_DRAFT_MODEL", "missing_env", &branch, &commit)
+        .id(&request_id)
+        .mentions("KAKEYA_DRAFT_MODEL")
+        .mentions("drafter=model");
+    expect_refusals(&w, "sleep", &[case]);
+}

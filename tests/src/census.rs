@@ -26,8 +26,19 @@ pub struct Figures {
     pub multiple_results: usize,
     /// Results whose signature does not verify as the runner they name (goal 0).
     pub unsigned: usize,
-    /// Requests whose job ran to completion more than once (goal 0).
+    /// Requests whose job ran to completion (reported `completed` and exited 0) more than once
+    /// (goal 0).
     pub duplicates: usize,
+    /// For each duplicated request: its id, the job folders (`runner/folder`) whose run
+    /// completed, and the lease chain (`runner#attempt:state[+ended]`), to tell which window
+    /// let it run twice.
+    pub duplicate_runs: Vec<String>,
+    /// Requests with more than one `sleep.json` saying `completed`, counting also runs whose
+    /// process was killed after writing it and before it exited (its runner died in that
+    /// instant and the supervisor took the job with it, or the runner was stopping it): no
+    /// clean exit of the job's own was recorded (`job.exit` is absent or not `0`). Those are
+    /// interrupted runs to the runner; `duplicates` counts only runs that also exited 0.
+    pub completed_reports_twice: usize,
     /// Executions started again after a runner was killed or fenced mid-job (by design).
     pub reruns: usize,
     pub executions: usize,
@@ -41,13 +52,14 @@ impl Figures {
     /// One line for logs and docs.
     pub fn line(&self) -> String {
         format!(
-            "requests {} | faults injected {} | results {} | duplicates {} | lost {} | \
+            "requests {} | faults injected {} | results {} | duplicates {} (completed reports twice {}) | lost {} | \
              multiple results {} | unsigned {} | executions {} (re-runs after a kill/fence {}) | \
              states {:?} | latency p50 {:.1} s, p95 {:.1} s",
             self.requests,
             self.faults,
             self.results,
             self.duplicates,
+            self.completed_reports_twice,
             self.lost,
             self.multiple_results,
             self.unsigned,
@@ -93,6 +105,8 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
     };
     // Executions per request id, from every runner's job folders.
     let mut runs: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut reports: BTreeMap<String, usize> = BTreeMap::new();
+    let mut completed_in: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for member in fleet {
         for (folder, report) in member.sleep_reports() {
             let id = folder
@@ -100,10 +114,22 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
                 .next()
                 .unwrap_or(&folder)
                 .to_string();
-            let entry = runs.entry(id).or_default();
+            let entry = runs.entry(id.clone()).or_default();
             entry.0 += 1;
             if report["completed"] == true {
-                entry.1 += 1;
+                *reports.entry(id.clone()).or_default() += 1;
+                let dir = member.work_dir.join("jobs").join(&folder);
+                let exit = std::fs::read_to_string(dir.join("job.exit")).ok();
+                let ended = dir.join("ended.json").is_file();
+                // The process then exited 0 by itself (its supervisor reaped it, recorded it).
+                if exit.as_deref().map(str::trim) == Some("0") {
+                    entry.1 += 1;
+                }
+                completed_in.entry(id).or_default().push(format!(
+                    "{}/{folder} (job.exit {:?}, ended.json {ended})",
+                    member.id,
+                    exit.as_deref().map(str::trim)
+                ));
             }
         }
     }
@@ -112,8 +138,31 @@ pub fn take(w: &World, fleet: &[Member], requests: &[(String, String)], faults: 
         let (started, completed) = runs.get(id).copied().unwrap_or_default();
         f.executions += started;
         f.reruns += started.saturating_sub(1);
-        if completed > 1 {
-            f.duplicates += 1;
+        let reported = reports.get(id.as_str()).copied().unwrap_or_default();
+        if reported > 1 {
+            f.completed_reports_twice += 1;
+        }
+        if completed > 1 || reported > 1 {
+            if completed > 1 {
+                f.duplicates += 1;
+            }
+            let chain: Vec<String> = crate::gitx::lease_chain(&w.bus, id)
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{}#{}:{}{}",
+                        l["runner_id"].as_str().unwrap_or("?"),
+                        l["attempt"],
+                        l["state"].as_str().unwrap_or("?"),
+                        if l["ended"].is_object() { "+ended" } else { "" }
+                    )
+                })
+                .collect();
+            f.duplicate_runs.push(format!(
+                "{id}: completed in {:?}; lease chain {}",
+                completed_in.get(id.as_str()).cloned().unwrap_or_default(),
+                chain.join(" ")
+            ));
         }
         let full = full_branch(branch);
         let log = gitx::git(&w.bus, &["log", "--format=%s", &full]);

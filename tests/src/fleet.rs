@@ -39,6 +39,8 @@ pub struct RunnerOpts {
     /// The `work_dir:` key; default: `work-<id>` in the world.
     pub work_dir: Option<PathBuf>,
     pub min_free_bytes: Option<u64>,
+    /// The `ended_grace_seconds:` key (extra wait before taking over an ended job's lease).
+    pub ended_grace_seconds: Option<f64>,
     /// A command the runner is started under (`ip netns exec NS`, `env FAKETIME=...`).
     pub wrap: Vec<String>,
 }
@@ -58,6 +60,7 @@ impl Default for RunnerOpts {
             remote: None,
             work_dir: None,
             min_free_bytes: None,
+            ended_grace_seconds: None,
             wrap: Vec::new(),
         }
     }
@@ -132,6 +135,7 @@ impl World {
             ("kill_grace_seconds", opts.kill_grace_seconds),
             ("retention_seconds", opts.retention_seconds),
             ("min_free_bytes", opts.min_free_bytes.map(|b| b as f64)),
+            ("ended_grace_seconds", opts.ended_grace_seconds),
         ];
         for (name, value) in optional {
             if let Some(v) = value {
@@ -359,6 +363,15 @@ impl Member {
         Background::spawn(&mut self.command(w, "serve"), &log)
     }
 
+    /// [`Member::serve`] with extra environment variables (e.g. a fault-injection point).
+    pub fn serve_with_env(&self, w: &World, env: &[(&str, &str)]) -> Background {
+        let life = self.lives.fetch_add(1, Ordering::SeqCst) + 1;
+        let log = w.root.join(format!("runner-{}.{life}.log", self.id));
+        let mut cmd = self.command(w, "serve");
+        cmd.envs(env.iter().copied());
+        Background::spawn(&mut cmd, &log)
+    }
+
     /// `macbridge-runner once --json`; returns the `handled` list.
     #[track_caller]
     pub fn once(&self, w: &World) -> Vec<Value> {
@@ -371,11 +384,16 @@ impl Member {
 
     /// `macbridge-runner doctor --json` (whatever its exit code): the `checks` list.
     pub fn doctor(&self, w: &World) -> Vec<Value> {
-        let out = proc::run(self.command(w, "doctor").arg("--json"), CMD_LIMIT);
-        out.json()["checks"]
+        let out = self.doctor_json(w);
+        out["checks"]
             .as_array()
             .unwrap_or_else(|| panic!("no checks: {out}"))
             .clone()
+    }
+
+    /// `macbridge-runner doctor --json` (whatever its exit code): the whole document.
+    pub fn doctor_json(&self, w: &World) -> Value {
+        proc::run(self.command(w, "doctor").arg("--json"), CMD_LIMIT).json()
     }
 
     /// `macbridge-runner cleanup --json`, which must succeed.

@@ -240,3 +240,111 @@ fn template_parsing() {
         assert!(parse_template(bad).is_err(), "{bad:?}");
     }
 }
+
+const SWITCHED: &str = r#"
+name: sd
+description: d
+class: engine
+argv: ["{engine}", "spec", "--target", "${ENV:TARGET}", "--drafter", "{drafter}"]
+timeout_seconds: 5
+params:
+  drafter: {type: enum, values: [model, ngram, dflash], default: model}
+  plot: {type: bool, default: false}
+argv_when:
+  - {param: drafter, values: [model], argv: ["--draft", "${ENV:DRAFT}"]}
+  - {param: drafter, values: [dflash], argv: ["--dflash", "${ENV:DFLASH}"]}
+  - {param: plot, values: ["true"], argv: ["--plot", "{out}/p.svg"]}
+"#;
+
+#[test]
+fn argv_when_adds_tokens_and_env_only_for_the_chosen_values() {
+    let p = preset(SWITCHED);
+    assert_eq!(p.required_env(), ["TARGET"]);
+    assert_eq!(
+        p.conditional_env(),
+        [
+            (
+                "DRAFT".to_string(),
+                "drafter".to_string(),
+                vec!["model".to_string()]
+            ),
+            (
+                "DFLASH".to_string(),
+                "drafter".to_string(),
+                vec!["dflash".to_string()]
+            ),
+        ]
+    );
+    // ngram needs the target only: no draft model, no refusal.
+    let only_target = env(&[("TARGET", "/m/t")]);
+    let ngram = params(&p, json!({"drafter": "ngram", "plot": true}));
+    assert_eq!(p.required_env_for(&ngram), [("TARGET".to_string(), None)]);
+    let argv = p.render(&ngram, &ctx(&only_target, None)).unwrap();
+    assert_eq!(
+        argv,
+        [
+            "/opt/kakeya",
+            "spec",
+            "--target",
+            "/m/t",
+            "--drafter",
+            "ngram",
+            "--plot",
+            "/jobs/1/out/p.svg"
+        ]
+    );
+    // model needs DRAFT, and says why.
+    let model = params(&p, json!({"drafter": "model"}));
+    assert_eq!(
+        p.required_env_for(&model),
+        [
+            ("TARGET".to_string(), None),
+            ("DRAFT".to_string(), Some("drafter=model".to_string()))
+        ]
+    );
+    let err = p.render(&model, &ctx(&only_target, None)).unwrap_err();
+    assert!(
+        matches!(err, PresetError::MissingEnv { ref var, .. } if var == "DRAFT"),
+        "{err}"
+    );
+    let both = env(&[("TARGET", "/m/t"), ("DRAFT", "/m/d")]);
+    let argv = p.render(&model, &ctx(&both, None)).unwrap();
+    assert_eq!(argv[6..], ["--draft", "/m/d"]);
+}
+
+#[test]
+fn argv_when_groups_are_checked() {
+    let bad = |group: &str, why: &str| {
+        let text = SWITCHED.replace(
+            "  - {param: plot, values: [\"true\"], argv: [\"--plot\", \"{out}/p.svg\"]}",
+            group,
+        );
+        let err = Preset::from_yaml("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains(why), "{group}: {err}");
+    };
+    bad("  - {param: nope, values: [a], argv: [x]}", "not declared");
+    bad(
+        "  - {param: plot, values: [yes], argv: [x]}",
+        "is not a value of param",
+    );
+    bad("  - {param: plot, values: [], argv: [x]}", "non-empty");
+    bad(
+        "  - {param: plot, values: [\"true\"], argv: []}",
+        "non-empty",
+    );
+    bad(
+        "  - {param: plot, values: [\"true\", \"true\"], argv: [x]}",
+        "twice",
+    );
+    bad(
+        "  - {param: plot, values: [\"true\"], argv: [\"{nope}\"]}",
+        "neither a declared",
+    );
+    bad(
+        "  - {param: plot, values: [\"true\"], argv: [x], extra: 1}",
+        "unknown field",
+    );
+    // A preset without argv_when serialises without the key: its digest is unchanged.
+    let plain = preset(ENGINE);
+    assert!(plain.definition_json().get("argv_when").is_none());
+}
