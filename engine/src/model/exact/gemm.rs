@@ -69,7 +69,7 @@ fn detect() -> Isa {
 /// Runs of rows in one register tile, largest first, for each instruction set.
 fn tile_rows(isa: Isa) -> &'static [usize] {
     match isa {
-        Isa::Avx512 => &[12, 4, 2, 1],
+        Isa::Avx512 => &[12, 8, 4, 2, 1],
         Isa::Avx2 | Isa::Portable => &[2, 1],
     }
 }
@@ -237,6 +237,7 @@ fn run_body<E: Elem, const COPY: u8>(job: &Job, w: &Packed<E>, out: &mut [f32]) 
                 let d = Depth { from: kb, to: ke };
                 match rows {
                     12 => tile::<E, 12, COPY>(x, panel, d, o),
+                    8 => tile::<E, 8, COPY>(x, panel, d, o),
                     4 => tile::<E, 4, COPY>(x, panel, d, o),
                     2 => tile::<E, 2, COPY>(x, panel, d, o),
                     _ => tile::<E, 1, COPY>(x, panel, d, o),

@@ -54,7 +54,7 @@ fn check_block_equals_rows<E: Elem>(wide: &[E], wf: &[f32], m: usize, k: usize, 
 
 #[test]
 fn f32_blocks_equal_single_rows_on_every_isa() {
-    // Sizes off the panel (32), tile (12/4/2/1) and depth-block (256) grids.
+    // Sizes off the panel (32), tile (12/8/4/2/1) and depth-block (256) grids.
     for (m, k, n) in [
         (1, 7, 5),
         (3, 100, 33),
