@@ -19,7 +19,7 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use super::SigError;
-use super::keytype::{check_key, is_security_key};
+use super::keytype::{SUPPORTED_KEY_TYPES, check_key, is_security_key};
 
 /// Key files are a few hundred bytes; the cap stops a misconfigured path
 /// (a log, a disk image) from being read into memory.
@@ -221,7 +221,7 @@ fn parse_private(path: &Path, text: &str) -> Result<PrivateKey, SigError> {
     PrivateKey::from_openssh(trimmed).map_err(|e| match private_key_algorithm(trimmed) {
         // The library refuses some types it does not support (P-521, DSA) with a format
         // error; name the type instead, as the public-key path does.
-        Some(algorithm) if !SUPPORTED_NAMES.contains(&algorithm.as_str()) => {
+        Some(algorithm) if !SUPPORTED_KEY_TYPES.contains(&algorithm.as_str()) => {
             SigError::UnsupportedKey { what, algorithm }
         }
         _ => SigError::KeyFormat {
@@ -230,16 +230,6 @@ fn parse_private(path: &Path, text: &str) -> Result<PrivateKey, SigError> {
         },
     })
 }
-
-/// Key types whose private files the SSH library parses (the rest are named when refused).
-const SUPPORTED_NAMES: &[&str] = &[
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ssh-rsa",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
 
 /// The algorithm name of the first key in an `openssh-key-v1` file, read from its clear
 /// header (magic, cipher, kdf, kdf options, key count, then the public key blob whose first
