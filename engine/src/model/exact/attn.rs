@@ -130,10 +130,10 @@ fn group_heads_sized<const HD: usize>(g: &Group, scores: &mut Vec<f32>, o: &mut 
     let base = g.group * hd;
     scores.clear();
     scores.resize(g.rep * upto, 0.0);
-    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
     // Groups wider than MAX_GROUP heads (no real model has one) run in slices.
     for r0 in (0..g.rep).step_by(MAX_GROUP) {
         let r1 = (r0 + MAX_GROUP).min(g.rep);
+        let mut max = [f32::NEG_INFINITY; MAX_GROUP];
         for tok in 0..upto {
             let krow = &g.k[tok * stride + base..tok * stride + base + hd];
             for r in r0..r1 {
@@ -173,7 +173,6 @@ fn group_heads_sized<const HD: usize>(g: &Group, scores: &mut Vec<f32>, o: &mut 
                 *od *= inv;
             }
         }
-        max = [f32::NEG_INFINITY; MAX_GROUP];
     }
 }
 

@@ -50,7 +50,13 @@ pub fn isa() -> Isa {
     })
 }
 
+/// What this CPU supports, detected once.
 fn detect() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(probe)
+}
+
+fn probe() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -81,12 +87,10 @@ pub fn matmul<E: Elem>(x: &[f32], m: usize, w: &Packed<E>) -> Vec<f32> {
 
 /// [`matmul`] on a chosen instruction set (falls back to portable if this CPU lacks it).
 pub fn matmul_on<E: Elem>(isa: Isa, x: &[f32], m: usize, w: &Packed<E>) -> Vec<f32> {
-    let isa = if isa == Isa::Portable || detect() == Isa::Portable {
-        Isa::Portable
-    } else if isa == Isa::Avx512 && detect() != Isa::Avx512 {
-        Isa::Avx2
-    } else {
-        isa
+    let isa = match (isa, detect()) {
+        (_, Isa::Portable) | (Isa::Portable, _) => Isa::Portable,
+        (Isa::Avx512, Isa::Avx2) => Isa::Avx2,
+        (asked, _) => asked,
     };
     let (k, n) = (w.k, w.n);
     assert_eq!(x.len(), m * k, "matmul: x is not [m, k]");

@@ -4,9 +4,8 @@
 
 use candle_core::Tensor;
 
-use super::super::cache::ModelCache;
+use super::super::cache::{KvStore, ModelCache};
 use super::super::exact::layer::{ExactLayer, ExactStep, to_f32_vec};
-use super::super::exact::ops;
 use super::super::layers::{Layer, Step};
 use super::{CausalLm, Logits, ModelError, PREFILL_CHUNK};
 
@@ -58,51 +57,27 @@ impl CausalLm {
         capture: &[usize],
     ) -> Result<(Option<Tensor>, Option<Tensor>), ModelError> {
         let (l, h) = (tokens.len(), self.cfg.hidden_size);
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = to_f32_vec(&self.embed.index_select(&ids, 0)?)?;
+        let mut x = to_f32_vec(&self.embed_rows(tokens)?)?;
         let (cos, sin) = self.rope_tables(cache.len(), l);
         let step = ExactStep {
             cfg: &self.cfg,
             cos: &cos,
             sin: &sin,
         };
-        let mut captured: Vec<Option<Vec<f32>>> = vec![None; capture.len()];
+        let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
         for (i, layer) in layers.iter().enumerate() {
-            let store = cache
-                .layer_mut(i)
-                .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))?;
-            layer.forward(&mut x, l, store.as_mut(), &step)?;
-            for (slot, _) in capture.iter().enumerate().filter(|(_, c)| **c == i) {
-                captured[slot] = Some(x.clone());
+            layer.forward(&mut x, l, layer_store(cache, i)?, &step)?;
+            for slot in slots_of(capture, i) {
+                captured[slot] = Some(Tensor::from_vec(x.clone(), (l, h), &self.device)?);
             }
         }
-        let hidden = if capture.is_empty() {
-            None
-        } else {
-            let parts = captured
-                .into_iter()
-                .map(|p| {
-                    let p = p.ok_or_else(|| {
-                        ModelError::Internal("a captured layer was not run".into())
-                    })?;
-                    Ok(Tensor::from_vec(p, (l, h), &self.device)?)
-                })
-                .collect::<Result<Vec<_>, ModelError>>()?;
-            Some(Tensor::cat(&parts, 1)?)
-        };
+        let hidden = join_captured(captured)?;
         let rows = match which {
             None => return Ok((None, hidden)),
             Some(Logits::Last) => &x[(l - 1) * h..],
             Some(Logits::All) => &x[..],
         };
-        let m = rows.len() / h;
-        let normed = ops::rms_norm(rows, h, &self.norm_f32, self.cfg.rms_norm_eps as f32);
-        let logits = self.lm_head.forward_f32(&normed, m)?;
-        let vocab = self.cfg.vocab_size;
-        Ok((
-            Some(Tensor::from_vec(logits, (m, vocab), &self.device)?),
-            hidden,
-        ))
+        Ok((Some(self.exact_logits(rows, rows.len() / h, h)?), hidden))
     }
 
     pub(super) fn forward_candle(
@@ -115,8 +90,7 @@ impl CausalLm {
     ) -> Result<(Tensor, Option<Tensor>), ModelError> {
         let l = tokens.len();
         let pos0 = cache.len();
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embed.index_select(&ids, 0)?;
+        let mut x = self.embed_rows(tokens)?;
         let (cos, sin) = self.rope(pos0, l)?;
         let step = Step {
             cfg: &self.cfg,
@@ -125,27 +99,48 @@ impl CausalLm {
         };
         let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
         for (i, layer) in layers.iter().enumerate() {
-            let store = cache
-                .layer_mut(i)
-                .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))?;
-            x = layer.forward(&x, store.as_mut(), &step)?;
-            for (slot, _) in capture.iter().enumerate().filter(|(_, c)| **c == i) {
+            x = layer.forward(&x, layer_store(cache, i)?, &step)?;
+            for slot in slots_of(capture, i) {
                 captured[slot] = Some(x.clone());
             }
         }
-        let hidden = if capture.is_empty() {
-            None
-        } else {
-            let parts = captured
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| ModelError::Internal("a captured layer was not run".into()))?;
-            Some(Tensor::cat(&parts, 1)?)
-        };
+        let hidden = join_captured(captured)?;
         if which == Logits::Last {
             x = x.narrow(0, l - 1, 1)?;
         }
         let logits = self.head(&x)?;
         Ok((logits, hidden))
     }
+}
+
+/// Layer `i`'s store in `cache`.
+fn layer_store(
+    cache: &mut ModelCache,
+    i: usize,
+) -> Result<&mut (dyn KvStore + 'static), ModelError> {
+    cache
+        .layer_mut(i)
+        .map(|s| s.as_mut())
+        .ok_or_else(|| ModelError::Internal(format!("cache layer {i} missing")))
+}
+
+/// Positions in `capture` that ask for the output of layer `i`.
+fn slots_of(capture: &[usize], i: usize) -> impl Iterator<Item = usize> + '_ {
+    capture
+        .iter()
+        .enumerate()
+        .filter(move |(_, c)| **c == i)
+        .map(|(slot, _)| slot)
+}
+
+/// The captured states side by side (`None` when nothing was asked for).
+fn join_captured(captured: Vec<Option<Tensor>>) -> Result<Option<Tensor>, ModelError> {
+    if captured.is_empty() {
+        return Ok(None);
+    }
+    let parts = captured
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ModelError::Internal("a captured layer was not run".into()))?;
+    Ok(Some(Tensor::cat(&parts, 1)?))
 }

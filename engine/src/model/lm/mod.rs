@@ -293,12 +293,7 @@ impl CausalLm {
         if l == 0 {
             return Err(ModelError::Input("forward needs at least one token".into()));
         }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            return Err(ModelError::Input(format!(
-                "token id {id} is outside the vocabulary of {}",
-                self.cfg.vocab_size
-            )));
-        }
+        self.check_tokens(tokens)?;
         if cache.num_layers() != self.layers.len() {
             return Err(ModelError::Input(format!(
                 "cache has {} layers, model has {}",
@@ -330,22 +325,22 @@ impl CausalLm {
     pub fn head(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         if self.exact {
             let (m, h) = x.dims2()?;
-            let normed = ops::rms_norm(
-                &to_f32_vec(x)?,
-                h,
-                &self.norm_f32,
-                self.cfg.rms_norm_eps as f32,
-            );
-            let logits = self.lm_head.forward_f32(&normed, m)?;
-            return Ok(Tensor::from_vec(
-                logits,
-                (m, self.cfg.vocab_size),
-                &self.device,
-            )?);
+            return self.exact_logits(&to_f32_vec(x)?, m, h);
         }
         let x =
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.norm, self.cfg.rms_norm_eps as f32)?;
         self.lm_head_only(&x)
+    }
+
+    /// The exact path's final norm + lm_head on `m` f32 rows of width `h`.
+    fn exact_logits(&self, rows: &[f32], m: usize, h: usize) -> Result<Tensor, ModelError> {
+        let normed = ops::rms_norm(rows, h, &self.norm_f32, self.cfg.rms_norm_eps as f32);
+        let logits = self.lm_head.forward_f32(&normed, m)?;
+        Ok(Tensor::from_vec(
+            logits,
+            (m, self.cfg.vocab_size),
+            &self.device,
+        )?)
     }
 
     /// The lm_head alone (no final norm) on rows that are already normalised: a DFlash
@@ -360,14 +355,24 @@ impl CausalLm {
     /// Embedding rows of `tokens` `[L, hidden]` (a DFlash drafter embeds with the target's
     /// table).
     pub fn embed(&self, tokens: &[u32]) -> Result<Tensor, ModelError> {
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            return Err(ModelError::Input(format!(
-                "token id {id} is outside the vocabulary of {}",
-                self.cfg.vocab_size
-            )));
-        }
+        self.check_tokens(tokens)?;
+        self.embed_rows(tokens)
+    }
+
+    /// Embedding rows of ids already checked against the vocabulary.
+    fn embed_rows(&self, tokens: &[u32]) -> Result<Tensor, ModelError> {
         let ids = Tensor::new(tokens, &self.device)?;
         Ok(self.embed.index_select(&ids, 0)?)
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
+        match tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            Some(&id) => Err(ModelError::Input(format!(
+                "token id {id} is outside the vocabulary of {}",
+                self.cfg.vocab_size
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub fn device(&self) -> &Device {
